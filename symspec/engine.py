@@ -1,0 +1,334 @@
+"""One generic engine: a sampler is a short step function, derived or run by the same code.
+
+A step function is ordinary arithmetic in the k-diffusion style::
+
+    @sampler(space="vp")
+    def ddim(c, x, *, eta=0.0):
+        "DDIM (Song et al. 2021, eq. 12)."
+        ...
+        return x_next
+
+``c`` is a :class:`Step` context: the current and next noise levels ``c.t``, ``c.p``
+(:class:`~symspec.denoiser.Level`), earlier levels ``c.hist``, the exact denoiser
+``c.x0(x)`` / ``c.eps(x)``, fresh noise ``c.noise()`` and structural flags ``c.first``,
+``c.last`` and ``c.order``.  A sampler with history (multistep) takes and returns its
+whole state: ``def dpmpp_2m(c, x, d): ... return x_next, d_next``.
+
+:func:`derive` runs the step on SymPy symbols and certifies that it is linear,
+``state' = A state + B w + C m`` (``w`` fresh noise, ``m`` the data mean).
+The numeric layer (:mod:`symspec.numeric`) runs the same function on arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import sympy as sp
+
+from . import denoiser as dn
+from . import symbols as S
+
+__all__ = ["Sampler", "Step", "StepMap", "NonLinearSamplerError", "sampler", "derive", "variant",
+           "level_symbols"]
+
+
+class NonLinearSamplerError(ValueError):
+    """A sampler definition is not linear in its state under the Gaussian denoiser."""
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A sampler as data: a step function plus its options.
+
+    Call it with keyword options to get a configured copy: ``DDIM(eta=1.0)``.
+    """
+
+    name: str
+    step: Callable = field(repr=False)
+    space: str = "vp"
+    state: int = 1
+    history: int = 0
+    options: tuple[tuple[str, Hashable], ...] = ()
+    order_at: Callable[..., Hashable] | None = field(default=None, repr=False, compare=True)
+    doc: str = field(default="", repr=False, compare=False)
+
+    def __call__(self, **options: Hashable) -> Sampler:
+        known = dict(self.options)
+        bad = sorted(set(options) - set(known))
+        if bad:
+            raise TypeError(
+                f"sampler {self.name!r} has no option {bad[0]!r}; its options are {sorted(known)}"
+            )
+        for k, v in options.items():
+            try:
+                hash(v)
+            except TypeError:
+                raise TypeError(f"option {k!r} of sampler {self.name!r} must be hashable, "
+                                f"got {type(v).__name__}") from None
+        known.update(options)
+        return replace(self, options=tuple(sorted(known.items())))
+
+    @property
+    def opts(self) -> dict[str, Hashable]:
+        """The options as a dict."""
+        return dict(self.options)
+
+
+def sampler(space: str = "vp", state: int = 1, history: int | None = None,
+            order: Callable[..., Hashable] | None = None, name: str | None = None):
+    """Decorator: turn a step function into a :class:`Sampler`.
+
+    Parameters
+    ----------
+    space : {"vp", "ve"}
+        The space the state lives in: VP (``x = sqrt(ab) x0 + sqrt(1-ab) eps``) or
+        VE (``x = x0 + sigma eps``).
+    state : int
+        Size of the state (``x`` plus stored history such as earlier denoised values).
+    history : int, optional
+        Number of earlier noise levels the step reads as ``c.hist`` (default ``state - 1``).
+    order : callable, optional
+        ``order(i, n, **options)``: a small hashable tag for step ``i`` of ``n`` (for
+        example the solver order used there), seen as ``c.order``.  Steps with equal
+        ``(first, last, order)`` share one derivation.
+    name : str, optional
+        Defaults to the function's name.
+
+    Keyword-only arguments of the step function with defaults are the sampler's options.
+    """
+    if space not in ("vp", "ve"):
+        raise ValueError(f"space must be 'vp' or 've', got {space!r}")
+    if not isinstance(state, int) or state < 1:
+        raise ValueError(f"state must be a positive int, got {state!r}")
+
+    def wrap(fn: Callable) -> Sampler:
+        params = inspect.signature(fn).parameters.values()
+        opts = tuple(sorted((p.name, p.default) for p in params
+                            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty))
+        return Sampler(name or fn.__name__, fn, space, state,
+                       state - 1 if history is None else history, opts, order,
+                       inspect.getdoc(fn) or "")
+
+    return wrap
+
+
+def variant(smp: Sampler, i: int, n: int) -> tuple[bool, bool, Hashable]:
+    """The structural key ``(first, last, order)`` of step ``i`` (0-based) of ``n``."""
+    order = smp.order_at(i, n, **smp.opts) if smp.order_at else 1
+    return (i == 0, i == n - 1, order)
+
+
+class Step:
+    """What a step function sees: levels, the exact denoiser, noise and structure."""
+
+    def __init__(self, t, p, hist, lam, m, prediction_type, noise, key):
+        self.t, self.p, self.hist = t, p, tuple(hist)
+        self.lam, self.m, self.prediction_type = lam, m, prediction_type
+        self._noise = noise
+        self.first, self.last, self.order = key
+
+    def x0(self, x, at: dn.Level | None = None):
+        """Clean estimate from the exact model (answering in the configured prediction type)."""
+        at = self.t if at is None else at
+        out = dn.model_output(x, at, self.lam, self.m, self.prediction_type)
+        return dn.to_x0(out, x, at, self.prediction_type)
+
+    def eps(self, x, at: dn.Level | None = None):
+        """Noise estimate from the exact model."""
+        at = self.t if at is None else at
+        out = dn.model_output(x, at, self.lam, self.m, self.prediction_type)
+        return dn.to_eps(out, x, at, self.prediction_type)
+
+    def noise(self):
+        """A fresh standard normal draw, independent of everything else."""
+        return self._noise()
+
+
+def make_level(value, space: str) -> dn.Level:
+    """A :class:`~symspec.denoiser.Level` from a schedule value in ``space``."""
+    return dn.Level.vp(value) if space == "vp" else dn.Level.ve(value)
+
+
+def level_symbols(smp: Sampler) -> tuple[sp.Symbol, ...]:
+    """The level symbols of one step, in argument order: current, next, then history."""
+    names = ["t", "p"] + [f"h{k}" for k in range(1, smp.history + 1)]
+    return tuple(S.level(nm, smp.space) for nm in names)
+
+
+@dataclass(frozen=True)
+class StepMap:
+    """A derived one-step map ``state' = A state + B w + C m``, with ``Q = B B^T``.
+
+    All entries are SymPy expressions in ``lam`` and the level symbols ``levels``.
+    """
+
+    sampler: Sampler
+    key: tuple
+    prediction_type: str
+    levels: tuple[sp.Symbol, ...]
+    A: sp.ImmutableMatrix
+    B: sp.ImmutableMatrix
+    C: sp.ImmutableMatrix
+    Q: sp.ImmutableMatrix
+
+    @property
+    def gain(self) -> sp.Expr:
+        """``A[0, 0]``: the per-mode gain of a one-step sampler."""
+        return self.A[0, 0]
+
+    @property
+    def noise_var(self) -> sp.Expr:
+        """``Q[0, 0]``: the variance injected into ``x`` per step."""
+        return self.Q[0, 0]
+
+
+def _tidy(e: sp.Expr) -> sp.Expr:
+    """A compact, numerically well-conditioned form: one factored fraction.
+
+    Each alpha-bar lies in (0, 1).  Simplifying in ``z = (1 - alphabar)/alphabar > 0``,
+    where every square root has a positive radicand, lets SymPy take roots of squares
+    such as ``(1 - alphabar)**2`` without an ``Abs``; then the result returns to alpha-bar.
+    """
+    abars = [v for v in e.free_symbols if v.name.startswith("alphabar")]
+    zs = {a: sp.Dummy(positive=True) for a in abars}
+    e = sp.factor(sp.cancel(sp.together(e.subs({a: 1 / (1 + z) for a, z in zs.items()}))))
+    e = e.subs({z: (1 - a) / a for a, z in zs.items()})
+    return sp.factor(sp.cancel(sp.together(e)))
+
+
+def _where(fn: Callable, tb) -> str:
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code is fn.__code__:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    src = inspect.getsourcefile(fn) or "?"
+    return f"{src}:{line}" if line else src
+
+
+def _culprit(e: sp.Expr, vars_: set) -> str:
+    for node in sp.preorder_traversal(e):
+        if isinstance(node, sp.Pow) and node.base.free_symbols & vars_ and not (
+                node.exp.is_Integer and node.exp > 0):
+            return f"a power {node}"
+        if isinstance(node, sp.Function) and node.free_symbols & vars_:
+            return f"{type(node).__name__}(...) of the state"
+        if isinstance(node, sp.Mul) and sum(bool(a.free_symbols & vars_) for a in node.args) > 1:
+            return f"a product of state or noise terms, {node}"
+    return "a non-linear operation"
+
+
+@functools.cache
+def derive(smp: Sampler, key: tuple = (False, False, 1),
+           prediction_type: str = "epsilon") -> StepMap:
+    """Derive and certify the linear one-step map of ``smp`` for the step variant ``key``.
+
+    Examples
+    --------
+    >>> from symspec import DDPM
+    >>> from symspec.symbols import lam
+    >>> import sympy as sp
+    >>> m = derive(DDPM, (False, False, 1))
+    >>> ab_t, ab_p = m.levels
+    >>> D = lambda ab: ab * lam + 1 - ab
+    >>> sp.simplify(m.gain - sp.sqrt(ab_t / ab_p) * D(ab_p) / D(ab_t))
+    0
+    """
+    if prediction_type not in dn.PREDICTION_TYPES:
+        raise ValueError(
+            f"prediction_type must be one of {dn.PREDICTION_TYPES}, got {prediction_type!r}")
+    lv = level_symbols(smp)
+    levels = [make_level(v, smp.space) for v in lv]
+    xs = [S.state(i) for i in range(smp.state)]
+    ws: list[sp.Symbol] = []
+
+    def draw():
+        ws.append(S.noise(len(ws)))
+        return ws[-1]
+
+    c = Step(levels[0], levels[1], levels[2:], S.lam, S.mean, prediction_type, draw, key)
+    try:
+        out = smp.step(c, *xs, **smp.opts)
+    except NonLinearSamplerError:
+        raise
+    except Exception as exc:  # report where in the user's definition it failed
+        where = _where(smp.step, sys.exc_info()[2])
+        if isinstance(exc, TypeError) and "truth value" in str(exc):
+            msg = "branches on the value of the state or noise, which is not linear"
+        else:
+            msg = f"uses an operation SymPy cannot run symbolically ({type(exc).__name__}: {exc})"
+        raise NonLinearSamplerError(f"sampler {smp.name!r} {msg} (at {where})") from exc
+    out = list(out) if isinstance(out, tuple | list) else [out]
+    if len(out) != smp.state:
+        raise NonLinearSamplerError(
+            f"sampler {smp.name!r} returned {len(out)} values but declares state={smp.state}")
+    vars_ = xs + ws + [S.mean]
+    vset = set(vars_)
+    rows = []
+    for k, e in enumerate(out):
+        e = sp.sympify(e)
+        coefs = [sp.diff(e, v) for v in vars_]
+        if any(cf.free_symbols & vset for cf in coefs):
+            raise NonLinearSamplerError(
+                f"sampler {smp.name!r} is not linear in its state: output {k} contains "
+                f"{_culprit(e, vset)}")
+        rest = sp.simplify(e.subs({v: 0 for v in vars_}))
+        if rest != 0:
+            raise NonLinearSamplerError(
+                f"sampler {smp.name!r} adds a term that is not proportional to the state, "
+                f"the noise or the data mean: {rest}")
+        rows.append([_tidy(cf) for cf in coefs])
+    n, q = smp.state, len(ws)
+    A = sp.ImmutableMatrix([r[:n] for r in rows])
+    B = sp.ImmutableMatrix(n, q, [v for r in rows for v in r[n:n + q]])
+    C = sp.ImmutableMatrix([r[-1] for r in rows])
+    Q = (B * B.T).applyfunc(_tidy)
+    return StepMap(smp, key, prediction_type, lv, A, B, C, sp.ImmutableMatrix(Q))
+
+
+def certify_zero(expr: sp.Expr) -> bool:
+    """True when SymPy proves ``expr == 0`` (simplify, then a rational-function check)."""
+    e = sp.simplify(expr)
+    return e == 0 or sp.cancel(sp.radsimp(e)) == 0
+
+
+def closed_form(smp: Sampler, steps: int, prediction_type: str = "epsilon",
+                final: Any = None) -> dict[str, sp.Expr]:
+    """Closed-form transfer, noise spectrum and output spectrum of ``steps`` chained steps.
+
+    Levels are the symbols ``alphabar_N ... alphabar_1`` (``sigma_*`` in VE space) and the
+    final level ``final`` (default: the clean level, ``1`` in VP and ``0`` in VE).  The
+    initial latent has variance ``V`` (a symbol).  Only one-step samplers (``state=1``) and
+    ``steps <= 4`` are supported: beyond that, use the numeric evaluators.
+
+    >>> from symspec import DDPM
+    >>> from symspec.symbols import lam
+    >>> import sympy as sp
+    >>> cf = closed_form(DDPM, 2)
+    >>> ab2 = sp.Symbol("alphabar_2", positive=True)
+    >>> sp.simplify(cf["transfer"] - sp.sqrt(ab2) * lam / (ab2 * lam + 1 - ab2))
+    0
+    """
+    if smp.state != 1:
+        raise ValueError(
+            f"closed_form needs a one-step sampler; {smp.name!r} has state={smp.state}")
+    if not isinstance(steps, int) or not 1 <= steps <= 4:
+        raise ValueError(f"steps must be an int from 1 to 4, got {steps!r}")
+    if final is None:
+        final = sp.Integer(1 if smp.space == "vp" else 0)
+    grid = [S.level(str(k), smp.space) for k in range(steps, 0, -1)] + [final]
+    V = sp.Symbol("V", positive=True)
+    H, N = sp.Integer(1), sp.Integer(0)
+    for i in range(steps):
+        m = derive(smp, variant(smp, i, steps), prediction_type)
+        sub = dict(zip(m.levels[:2], grid[i:i + 2], strict=True))
+        g, q = m.gain.subs(sub), m.noise_var.subs(sub)
+        H, N = H * g, g**2 * N + q
+    H, N = sp.factor(sp.simplify(H)), sp.factor(sp.simplify(N))
+    return {"transfer": H, "noise_psd": N, "output_psd": sp.factor(sp.simplify(H**2 * V + N)),
+            "V": V, "levels": tuple(grid)}
