@@ -204,7 +204,112 @@ def cmd_demo(args) -> int:
     return run_demo(args.out, args.json)
 
 
-COMMANDS = ("derive", "response", "demo")
+# -- psd ---------------------------------------------------------------------------------
+def add_psd(sub):
+    p = sub.add_parser("psd", help="estimate a data spectrum from images, a stack or a WAV")
+    p.add_argument("path", help="a folder of PNG/JPEG images, a .npy/.npz stack or a .wav file")
+    p.add_argument("--size", type=int, help="crop/patch size (images) or segment length (WAV)")
+    p.add_argument("--mode", choices=["crop", "patches"], help="images: center crop or patches")
+    p.add_argument("--stride", type=int, help="patch stride (default: --size, no overlap)")
+    p.add_argument("--overlap", type=float, default=0.5, help="WAV: Welch segment overlap")
+    p.add_argument("--color", action="store_true",
+                   help="RGB images / channels-last stacks / multi-channel WAV: eigen-spectra")
+    p.add_argument("--window", help="scipy window name (default: hann for WAV, none otherwise)")
+    p.add_argument("--keep-mean", action="store_true", help="second moment, not variance")
+    p.add_argument("--fit", choices=["ar1", "lorentzian", "powerlaw"], help="fit a model")
+    p.add_argument("--out", required=True, help="output .npz (arrays 'psd' and 'n')")
+    p.add_argument("--plot", help="also save the radially averaged spectrum to this PNG")
+
+
+def _psd_estimate(args, path: Path):
+    """``(psd, n, what, extra arrays)`` for a folder, a stack or a WAV file."""
+    from .readers import folder_spectrum, read_wav, stack_spectrum
+    from .spectra import welch_psd, welch_segments
+
+    progress = sys.stderr.isatty()
+    if path.is_dir():
+        if args.mode and args.size is None:
+            raise ValueError(f"--size is required with --mode {args.mode}")
+        acc = folder_spectrum(path, args.size, mode=args.mode, stride=args.stride,
+                              color=args.color, window=args.window, progress=progress)
+        return acc.psd(not args.keep_mean), acc.n, "images or patches", {}
+    if path.suffix in (".npy", ".npz"):
+        acc = stack_spectrum(path, color=args.color, window=args.window, progress=progress)
+        return acc.psd(not args.keep_mean), acc.n, "samples", {}
+    if path.suffix.lower() != ".wav":
+        raise ValueError(f"{path}: expected a folder of images, a .npy/.npz stack or a .wav "
+                         "file")
+    if args.size is None:
+        raise ValueError("--size (the segment length) is required for a WAV file")
+    rate, x = read_wav(path)
+    if x.ndim == 2 and not args.color:
+        x = x.mean(axis=1)  # mono mix
+    psd = welch_psd(x, args.size, args.overlap, args.window or "hann",
+                    remove_mean=not args.keep_mean)
+    return psd, len(welch_segments(x, args.size, args.overlap)), "segments", {"rate": rate}
+
+
+def _psd_figure(curves: dict) -> bytes:
+    """PNG bytes of the radially averaged spectra ``{label: (psd, fit or None)}``."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plotting import plot_psd_fit
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (psd, fit) in curves.items():
+        plot_psd_fit(psd, fit, ax, label=label)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def cmd_psd(args) -> int:
+    import io
+
+    from .spectra import fit_psd
+
+    path, out = Path(args.path), Path(args.out)
+    if out.suffix != ".npz":
+        raise ValueError(f"--out must end in .npz, got {args.out!r}")
+    for target in (out, Path(args.plot) if args.plot else out):
+        if not target.parent.is_dir():
+            raise ValueError(f"no such folder for {target}: {target.parent}")
+    psd, n, what, extra = _psd_estimate(args, path)
+    if args.color:
+        curves = {f"eigen-channel {j}": psd[..., j] for j in range(psd.shape[-1])}
+    else:
+        curves = {path.name: psd}
+    fits = {k: fit_psd(v, args.fit, n=n - (not args.keep_mean)) if args.fit else None
+            for k, v in curves.items()}
+    png = _psd_figure({k: (v, fits[k]) for k, v in curves.items()}) if args.plot else None
+    buf = io.BytesIO()
+    np.savez(buf, psd=psd, n=n, **extra)
+    atomic_write(out, buf.getvalue())
+    if png is not None:
+        try:
+            atomic_write(args.plot, png)
+        except OSError:
+            out.unlink()  # all or nothing
+            raise
+    print(f"psd: shape {psd.shape} from {n} {what} of {path}; mean {psd.mean():.5g} per mode; "
+          f"wrote {out}" + (f" and {args.plot}" if png else ""))
+    for label, fit in fits.items():
+        if fit is not None:
+            print(f"{label}: {fit.model}: " + ", ".join(
+                f"{k} = {v:.5g} +- {fit.stderr[k]:.2g}" for k, v in fit.params.items()))
+    if args.fit and (args.window or path.suffix.lower() == ".wav"):
+        print("note: the standard errors assume independent samples and bins; a window or "
+              "overlapping segments make them too small")
+    return 0
+
+
+COMMANDS = ("derive", "response", "demo", "psd")
 
 
 def build_parser() -> argparse.ArgumentParser:

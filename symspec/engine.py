@@ -34,7 +34,7 @@ from . import denoiser as dn
 from . import symbols as S
 
 __all__ = ["Sampler", "Step", "StepMap", "NonLinearSamplerError", "sampler", "derive", "variant",
-           "level_symbols"]
+           "level_symbols", "closed_form"]
 
 
 class NonLinearSamplerError(ValueError):
@@ -213,8 +213,7 @@ def _where(fn: Callable, tb) -> str:
 
 def _culprit(e: sp.Expr, vars_: set) -> str:
     for node in sp.preorder_traversal(e):
-        if isinstance(node, sp.Pow) and node.base.free_symbols & vars_ and not (
-                node.exp.is_Integer and node.exp > 0):
+        if isinstance(node, sp.Pow) and node.base.free_symbols & vars_:
             return f"a power {node}"
         if isinstance(node, sp.Function) and node.free_symbols & vars_:
             return f"{type(node).__name__}(...) of the state"
@@ -271,17 +270,24 @@ def derive(smp: Sampler, key: tuple = (False, False, 1),
     vset = set(vars_)
     rows = []
     for k, e in enumerate(out):
-        e = sp.sympify(e)
+        try:
+            e = sp.sympify(e, strict=True)  # never parses strings
+        except sp.SympifyError:
+            raise NonLinearSamplerError(
+                f"sampler {smp.name!r} returned a {type(e).__name__} as output {k}, "
+                "not an expression in the state") from None
         coefs = [sp.diff(e, v) for v in vars_]
         if any(cf.free_symbols & vset for cf in coefs):
             raise NonLinearSamplerError(
                 f"sampler {smp.name!r} is not linear in its state: output {k} contains "
-                f"{_culprit(e, vset)}")
+                f"{_culprit(e, vset)} (in {_where(smp.step, None)}:"
+                f"{smp.step.__code__.co_firstlineno})")
         rest = sp.simplify(e.subs({v: 0 for v in vars_}))
         if rest != 0:
             raise NonLinearSamplerError(
                 f"sampler {smp.name!r} adds a term that is not proportional to the state, "
-                f"the noise or the data mean: {rest}")
+                f"the noise or the data mean: {rest} (in {_where(smp.step, None)}:"
+                f"{smp.step.__code__.co_firstlineno})")
         rows.append([_tidy(cf) for cf in coefs])
     n, q = smp.state, len(ws)
     A = sp.ImmutableMatrix([r[:n] for r in rows])

@@ -284,3 +284,73 @@ def _step_general(ent, k, cov, tr, mu, m):
         mu = [sum(A[i][a] * mu[a] for a in range(k) if A[i][a] is not None)
               + ent.get(("C", i, 0), 0.0) * m for i in range(k)]
     return new, tr2, mu
+
+
+# =======================================================================================
+# Level gradients for schedule design (used by symspec.design).
+#
+# Every entry of a step map is a rational function of ``lam`` whose coefficients depend on
+# the noise levels only.  The derivative of an entry with respect to a level is therefore
+# ``(num_l - value * den_l) / den`` with ``num_l``, ``den_l`` the polynomials whose
+# coefficients are the symbolic derivatives of the numerator and denominator coefficients.
+# =======================================================================================
+@dataclass(frozen=True)
+class _CompiledGrad:
+    """Coefficients of A and Q (upper triangle) and their derivatives in chosen levels."""
+
+    coeffs: object                   # levels -> flat list of floats
+    layout: tuple                    # ((kind, i, j, n_num, n_den), ...)
+    nwrt: int                        # number of levels differentiated
+
+    def entries(self, lam: np.ndarray, levels) -> dict:
+        """``{(kind, i, j): (value, [d value / d level for each level in wrt])}`` per mode."""
+        vals = self.coeffs(*levels)
+        out, k = {}, 0
+        for kind, i, j, nn, nd in self.layout:
+            block = [(vals[k + b * (nn + nd):k + b * (nn + nd) + nn],
+                      vals[k + b * (nn + nd) + nn:k + (b + 1) * (nn + nd)])
+                     for b in range(self.nwrt + 1)]
+            k += (self.nwrt + 1) * (nn + nd)
+            den = _horner(block[0][1], lam)
+            val = _horner(block[0][0], lam) / den
+            out[kind, i, j] = (val, [(_horner(dn, lam) - val * _horner(dd, lam)) / den
+                                     for dn, dd in block[1:]])
+        return out
+
+
+@functools.cache
+def compiled_gradient(smp: Sampler, key: tuple, prediction_type: str,
+                      wrt: tuple[int, ...]) -> _CompiledGrad:
+    """Compile the step map of one variant and its derivatives in ``levels[w]``, ``w in wrt``.
+
+    ``wrt`` indexes :attr:`symspec.engine.StepMap.levels` (0 the current level, 1 the next,
+    then the history).  Levels held fixed are left out, so a map need not be differentiable
+    there (``sqrt(1 - alphabar_p)`` at the clean level ``alphabar_p = 1``).  Cached by the
+    hashable key ``(sampler, variant, prediction_type, wrt)``.
+
+    >>> from symspec import DDIM
+    >>> g = compiled_gradient(DDIM, (False, False, 1), "epsilon", (0,))
+    >>> (val, (d,)), = g.entries(np.array([2.0]), (0.3, 0.6)).values()
+    >>> D = lambda a: a * 2.0 + 1 - a
+    >>> f = lambda a: (math.sqrt(0.6 * a) * 2.0 + math.sqrt(0.4 * (1 - a))) / D(a)
+    >>> fd = (f(0.3 + 1e-6) - f(0.3 - 1e-6)) / 2e-6
+    >>> bool(np.isclose(val[0], f(0.3))), bool(np.isclose(d[0], fd))
+    (True, True)
+    """
+    m = derive(smp, key, prediction_type)
+    k = smp.state
+    items = [("A", i, j, m.A[i, j]) for i in range(k) for j in range(k)]
+    items += [("Q", i, j, m.Q[i, j]) for i in range(k) for j in range(i, k)]
+    layout, flat = [], []
+    for kind, i, j, e in items:
+        if e == 0:
+            continue
+        cn, cd = _as_rational(e)
+        layout.append((kind, i, j, len(cn), len(cd)))
+        flat += cn + cd
+        for w in wrt:
+            flat += [sp.diff(c, m.levels[w]) for c in cn + cd]
+    return _CompiledGrad(lambdify_levels(m.levels, flat), tuple(layout), len(wrt))
+
+
+__all__ += ["compiled_gradient"]

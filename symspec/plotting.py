@@ -6,7 +6,8 @@ import numpy as np
 
 from .spectra import radial_profile
 
-__all__ = ["plot_spectra", "plot_transfer"]
+__all__ = ["plot_spectra", "plot_transfer", "plot_profiles", "plot_ratio",
+           "plot_psd_fit"]
 
 
 def _axes(ax):
@@ -14,6 +15,18 @@ def _axes(ax):
         import matplotlib.pyplot as plt
 
         _, ax = plt.subplots(figsize=(5, 3.5))
+    return ax
+
+
+def _finish(ax, **labels):
+    from matplotlib.ticker import NullFormatter
+
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5) if lo <= t <= hi]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])  # readable frequencies on a log axis
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set(**labels)
+    ax.legend(fontsize=7)
     return ax
 
 
@@ -25,9 +38,8 @@ def plot_spectra(psd, outputs: dict, ax=None):
     for label, r in outputs.items():
         f, p = radial_profile(getattr(r, "output_psd", r))
         ax.loglog(f[f > 0], p[f > 0], label=label)
-    ax.set(xlabel="|f| (cycles/sample)", ylabel="variance per mode", title="Output spectra")
-    ax.legend(fontsize=7)
-    return ax
+    return _finish(ax, xlabel="|f| (cycles/sample)", ylabel="variance per mode",
+                   title="Output spectra")
 
 
 def plot_transfer(psd, responses: dict, ax=None):
@@ -36,6 +48,82 @@ def plot_transfer(psd, responses: dict, ax=None):
     for label, r in responses.items():
         f, h = radial_profile(np.abs(r.transfer))
         ax.semilogx(f[f > 0], h[f > 0], label=label)
-    ax.set(xlabel="|f| (cycles/sample)", ylabel="|H|", title="Transfer of the initial noise")
+    return _finish(ax, xlabel="|f| (cycles/sample)", ylabel="|H|",
+                   title="Transfer of the initial noise")
+
+
+def plot_profiles(curves: dict, ax=None, *, ylabel: str = "", title: str = "",
+                  logy: bool = False):
+    """Radially averaged per-mode quantities on an FFT grid, one curve per label.
+
+    Parameters
+    ----------
+    curves : dict
+        ``{label: array}``, each array one value per mode on an FFT grid (1-D or 2-D).
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure by default.
+    ylabel, title : str
+        Axis label and title.
+    logy : bool
+        Logarithmic vertical axis (the frequency axis is always logarithmic).
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> ax = plot_profiles({"flat": np.ones((8, 8)), "half": np.full((8, 8), 0.5)})
+    >>> [line.get_label() for line in ax.lines]
+    ['flat', 'half']
+    """
+    ax = _axes(ax)
+    for label, v in curves.items():
+        f, p = radial_profile(np.asarray(v, dtype=float))
+        ax.plot(f[f > 0], p[f > 0], label=label)
+    ax.set(xscale="log", yscale="log" if logy else "linear",
+           xlabel="|f| (cycles/sample)", ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_ratio(psd, outputs: dict, ax=None):
+    """Output PSD over data PSD per frequency (``{label: Response or array}``); 1 is exact.
+
+    Examples
+    --------
+    >>> ax = plot_ratio(np.full(16, 2.0), {"exact": np.full(16, 2.0)})
+    >>> float(ax.lines[0].get_ydata().max())
+    1.0
+    """
+    lam = np.asarray(psd, dtype=float)
+    if not np.all(lam > 0):
+        raise ValueError("psd must be > 0 in every mode to form a ratio; its minimum is "
+                         f"{lam.min():.3g}")
+    ax = plot_profiles({label: getattr(r, "output_psd", r) / lam
+                        for label, r in outputs.items()}, ax,
+                       ylabel="output PSD / data PSD", title="Spectral error", logy=True)
+    ax.axhline(1.0, color="k", lw=1, ls=":")
+    return ax
+
+
+def plot_psd_fit(psd, fit=None, ax=None, label: str = "data"):
+    """Radially averaged PSD estimate and, optionally, a :func:`~symspec.spectra.fit_psd` fit.
+
+    The fit is averaged over the same rings as the data (it is evaluated on the full grid
+    first), so the two curves compare like with like.
+    """
+    from .spectra import frequency_radius
+
+    ax = _axes(ax)
+    f, d = radial_profile(psd)
+    line, = ax.loglog(f[f > 0], d[f > 0], ".", label=label)
+    if fit is not None:
+        f, m = radial_profile(fit(frequency_radius(np.shape(psd))))
+        params = ", ".join(f"{k}={v:.3g}" for k, v in fit.params.items())
+        ax.loglog(f[f > 0], m[f > 0], "-", color=line.get_color(),
+                  label=f"{fit.model}: {params}")
+    ax.set(xlabel="|f| (cycles/sample)", ylabel="variance per mode", title="Data spectrum")
+    ax.xaxis.set_minor_formatter("")
     ax.legend(fontsize=7)
     return ax

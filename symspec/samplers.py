@@ -6,10 +6,13 @@ returns the next state.  See :mod:`symspec.engine` for the contract.
 
 from __future__ import annotations
 
+import operator
+
 from .engine import Sampler, sampler
 from .ops import sqrt
 
-__all__ = ["DDPM", "DDIM", "SAMPLERS", "get_sampler"]
+__all__ = ["DDPM", "DDIM", "EULER", "HEUN", "EULER_ANCESTRAL", "DPMPP", "UNIPC",
+           "VE_REVERSE_DIFFUSION", "VE_ANCESTRAL", "LMS", "SAMPLERS", "get_sampler"]
 
 
 @sampler(space="vp")
@@ -40,11 +43,209 @@ def ddim(c, x, *, eta=0):
     return x_next + sig * c.noise() if eta else x_next
 
 
+# -- sigma-based (VE) samplers: the state is x = x0 + sigma * eps ------------------------
+
+def _slope(c, x, at):
+    """``dx/dsigma`` of the probability-flow ODE in sigma at level ``at``: ``(x - x0_hat)/sigma``."""
+    return (x - c.x0(x, at=at)) / at.sigma
+
+
+@sampler(space="ve")
+def euler(c, x):
+    """Euler on the probability-flow ODE in sigma (Karras et al. 2022, eq. 4; diffusers Euler)."""
+    return x + (c.p.sigma - c.t.sigma) * _slope(c, x, c.t)
+
+
+@sampler(space="ve")
+def heun(c, x):
+    """Heun's method, EDM Alg. 1 without churn (Karras et al. 2022); plain Euler on the last step."""
+    dt = c.p.sigma - c.t.sigma
+    d = _slope(c, x, c.t)
+    x_euler = x + dt * d
+    if c.last:  # diffusers' HeunDiscreteScheduler (and EDM where sigma_next = 0)
+        return x_euler
+    return x + dt * (d + _slope(c, x_euler, c.p)) / 2
+
+
+@sampler(space="ve")
+def euler_ancestral(c, x):
+    """Euler ancestral (k-diffusion ``sample_euler_ancestral``; diffusers EulerAncestral)."""
+    s, s_to = c.t.sigma, c.p.sigma
+    up = sqrt(s_to**2 * (s**2 - s_to**2) / s**2)
+    down = sqrt(s_to**2 - up**2)
+    return x + (down - s) * _slope(c, x, c.t) + up * c.noise()
+
+
+@sampler(space="ve")
+def ve_reverse_diffusion(c, x, *, last_noise=False):
+    """Reverse-diffusion predictor of the VE SDE (Song et al. 2021, eq. 46), no corrector.
+
+    The last step returns the noise-free mean unless ``last_noise`` (``denoise=True`` in
+    the paper's code).
+    """
+    var = c.t.sigma**2 - c.p.sigma**2
+    x_mean = x - var * c.eps(x) / c.t.sigma  # x + var * score
+    return x_mean if c.last and not last_noise else x_mean + sqrt(var) * c.noise()
+
+
+@sampler(space="ve")
+def ve_ancestral(c, x):
+    """Ancestral sampling of the VE SDE (SMLD; Song et al. 2021, eq. 47)."""
+    s, s_to = c.t.sigma, c.p.sigma
+    x_mean = x - (s**2 - s_to**2) * c.eps(x) / s  # x + (s^2 - s_to^2) * score
+    return x_mean + sqrt(s_to**2 * (s**2 - s_to**2) / s**2) * c.noise()
+
+
+def _lagrange(nodes, j):
+    """Monomial coefficients (constant first) of the ``j``-th Lagrange basis polynomial."""
+    poly = [1]
+    for k, r in enumerate(nodes):
+        if k != j:  # poly *= (x - r) / (nodes[j] - r)
+            d = nodes[j] - r
+            poly = [((poly[i - 1] if i else 0) - r * (poly[i] if i < len(poly) else 0)) / d
+                    for i in range(len(poly) + 1)]
+    return poly
+
+
+def _lms_order(i, n, *, order=4):
+    return min(i + 1, order)
+
+
+@sampler(space="ve", state=4, order=_lms_order)
+def lms(c, x, d1, d2, d3, *, order=4):
+    """Linear multistep in sigma, orders 1-4 (k-diffusion ``sample_lms``; diffusers LMS).
+
+    The coefficients integrate the Lagrange polynomials through the last slopes over the
+    step, exactly (in ``u = sigma - sigma_t``, for conditioning).
+    """
+    if order not in (1, 2, 3, 4):
+        raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
+    d = _slope(c, x, c.t)
+    nodes = [lv.sigma - c.t.sigma for lv in (c.t, *c.hist)[:c.order]]
+    du = c.p.sigma - c.t.sigma
+    for j, dj in enumerate((d, d1, d2, d3)[:c.order]):
+        x = x + sum(a * du ** (i + 1) / (i + 1) for i, a in enumerate(_lagrange(nodes, j))) * dj
+    return x, d, d1, d2
+
+
+# -- data-prediction multistep solvers in VP space ---------------------------------------
+
+def _dpmpp_order(i, n, *, solver_order=2, lower_order_final=True, euler_at_final=True, **_):
+    """diffusers' per-step order: warm up, then lower orders at the end of short runs."""
+    short = lower_order_final and n < 15
+    if solver_order == 1 or i == 0 or (i == n - 1 and (euler_at_final or short)):
+        return 1
+    if solver_order == 2 or i == 1 or (i == n - 2 and short):
+        return 2
+    return 3
+
+
+@sampler(space="vp", state=3, order=_dpmpp_order)
+def dpmpp(c, x, m1, m2, *, solver_order=2, sde=False, solver_type="midpoint",
+          lower_order_final=True, euler_at_final=True):
+    """DPM-Solver++ multistep and SDE-DPM-Solver++ (Lu et al. 2022; diffusers DPMSolverMultistep).
+
+    ``m1, m2`` are the previous data predictions.  ``euler_at_final`` takes the last step at
+    first order, as diffusers does with its default ``final_sigmas_type="zero"``.
+    """
+    if solver_order not in (1, 2, 3) or (sde and solver_order == 3):
+        raise ValueError(f"solver_order must be 1, 2 or 3 (1 or 2 with sde=True), "
+                         f"got {solver_order!r}")
+    if solver_type not in ("midpoint", "heun"):
+        raise ValueError(f"solver_type must be 'midpoint' or 'heun', got {solver_type!r}")
+    s, t = c.t, c.p
+    m0 = c.x0(x)
+    e = t.sigma_ve / s.sigma_ve  # exp(-h), finite at the clean level
+    E = e * e if sde else e      # exp(-hh) with hh = 2h for the SDE
+    x_next = t.sigma / s.sigma * (e if sde else 1) * x + t.alpha * (1 - E) * m0
+    if sde:
+        x_next = x_next + t.sigma * sqrt(1 - E) * c.noise()
+    if c.order == 1:
+        return x_next, m0, m1
+    h = t.logsnr - s.logsnr
+    hh = 2 * h if sde else h
+    r0 = (s.logsnr - c.hist[0].logsnr) / h
+    d1 = (m0 - m1) / r0
+    if c.order == 2:
+        k1 = (1 - E) / 2 if solver_type == "midpoint" else (E - 1) / hh + 1
+        return x_next + t.alpha * k1 * d1, m0, m1
+    r1 = (c.hist[0].logsnr - c.hist[1].logsnr) / h
+    d2 = (d1 - (m1 - m2) / r1) / (r0 + r1)
+    return (x_next + t.alpha * ((E - 1) / h + 1) * (d1 + r0 * d2)
+            - t.alpha * ((E - 1 + h) / h**2 - 0.5) * d2, m0, m1)
+
+
+def _unipc_order(i, n, *, solver_order=2, lower_order_final=True, disable_corrector=(), **_):
+    """``(predictor order, order of the corrector run first, 0 if none)``, as in diffusers."""
+    def pred(k):
+        return min(solver_order, n - k if lower_order_final else solver_order, k + 1)
+    return pred(i), pred(i - 1) if i > 0 and i - 1 not in disable_corrector else 0
+
+
+def _unipc(t, s, hist, x, m0, ms, order, m_t=None, bh2=True):
+    """One UniP update from level ``s`` to ``t`` (data prediction); given ``m_t``, the model
+    output at the predicted point, the UniC corrector instead (Zhao et al. 2023, Alg. 1-2)."""
+    e = t.sigma_ve / s.sigma_ve  # exp(-h)
+    x_new = t.sigma / s.sigma * x - t.alpha * (e - 1) * m0
+    corrector = m_t is not None
+    if order == 1 and not corrector:
+        return x_new
+    hh = s.logsnr - t.logsnr  # -h
+    b_h = e - 1 if bh2 else hh
+    rks = [(lv.logsnr - s.logsnr) / -hh for lv in hist[:order - 1]] + [1]
+    if order == 1 or (order == 2 and not corrector):
+        rho = [0.5]
+    else:  # rho solves sum_j rks[j]**i rho[j] = b[i]: rho[j] = b . (Lagrange polynomial j)
+        b, phi, fact = [], (e - 1) / hh - 1, 1
+        for i in range(1, order + 1):
+            b.append(phi * fact / b_h)
+            fact *= i + 1
+            phi = phi / hh - 1 / fact
+        nodes = rks if corrector else rks[:-1]
+        rho = [sum(map(operator.mul, b, _lagrange(nodes, j))) for j in range(len(nodes))]
+    res = sum(r * (mi - m0) / rk for r, mi, rk in zip(rho[:order - 1], ms, rks))
+    if corrector:
+        res = res + rho[-1] * (m_t - m0)
+    return x_new - t.alpha * b_h * res
+
+
+@sampler(space="vp", state=4, history=3, order=_unipc_order)
+def unipc(c, x, m1, m2, m3, *, solver_order=2, solver_type="bh2", lower_order_final=True,
+          disable_corrector=()):
+    """UniPC: UniP-p predictor and UniC corrector (Zhao et al. 2023; diffusers UniPCMultistep).
+
+    The corrector of step ``k - 1`` needs the model output at the point it predicted, so it
+    runs at the start of step ``k``; because predictor and corrector share the term in the
+    previous state, it is added as ``corrector - predictor`` with that state set to 0, and
+    the state holds only ``x`` and the earlier data predictions.
+    """
+    if solver_order not in (1, 2, 3) or solver_type not in ("bh1", "bh2"):
+        raise ValueError(f"need solver_order in (1, 2, 3) and solver_type 'bh1' or 'bh2', got "
+                         f"{solver_order!r}, {solver_type!r}")
+    order, corr = c.order
+    m0 = c.x0(x)  # at the predicted point: diffusers keeps this one, not the corrected one
+    bh2 = solver_type == "bh2"
+    if corr:
+        prev = (c.t, c.hist[0], c.hist[1:], 0, m1, (m2, m3), corr)
+        x = x + _unipc(*prev, m_t=m0, bh2=bh2) - _unipc(*prev, bh2=bh2)
+    return _unipc(c.p, c.t, c.hist, x, m0, (m1, m2), order, bh2=bh2), m0, m1, m2
+
+
 DDPM: Sampler = ddpm
 DDIM: Sampler = ddim
+EULER: Sampler = euler
+HEUN: Sampler = heun
+EULER_ANCESTRAL: Sampler = euler_ancestral
+VE_REVERSE_DIFFUSION: Sampler = ve_reverse_diffusion
+VE_ANCESTRAL: Sampler = ve_ancestral
+LMS: Sampler = lms
+DPMPP: Sampler = dpmpp
+UNIPC: Sampler = unipc
 
 #: Built-in samplers by name.
-SAMPLERS: dict[str, Sampler] = {s.name: s for s in (DDPM, DDIM)}
+SAMPLERS: dict[str, Sampler] = {s.name: s for s in (
+    DDPM, DDIM, EULER, HEUN, EULER_ANCESTRAL, VE_REVERSE_DIFFUSION, VE_ANCESTRAL, LMS, DPMPP,
+    UNIPC)}
 
 
 def get_sampler(name: str, **options) -> Sampler:

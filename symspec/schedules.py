@@ -71,10 +71,13 @@ class Schedule:
         if s.shape != e.shape:
             raise ValueError(f"start and end must have the same shape, got {s.shape} and {e.shape}")
         if self.space == "vp":
-            for nm, a in (("start", s), ("end", e)):
+            for nm, a in (("start", s[1:]), ("end", e)):
                 if np.any(a <= 0) or np.any(a > 1):
                     raise ValueError(f"alpha-bar values ({nm}) must lie in (0, 1], got "
                                      f"{a[(a <= 0) | (a > 1)][:3]}")
+            if not 0 <= s[0] <= 1:  # 0 only where sampling starts: zero terminal SNR
+                raise ValueError("alpha-bar values (start) must lie in (0, 1] (the first may be "
+                                 f"0: zero terminal SNR), got {s[0]}")
             if np.any(e < s):
                 raise ValueError("alpha-bar must not decrease along a step (end >= start); "
                                  f"step {int(np.argmax(e < s))} does")
@@ -150,6 +153,9 @@ class Schedule:
         if space == self.space:
             return self
         if space == "ve":
+            if self.start[0] == 0:
+                raise ValueError("a schedule starting at alpha-bar 0 (zero terminal SNR) has no "
+                                 "VE form: its first sigma is infinite")
             f = lambda a: np.sqrt((1 - a) / a)  # noqa: E731
             iv = self.init_var / self.start[0]
         elif space == "vp":

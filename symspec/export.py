@@ -1,0 +1,255 @@
+"""Hand a designed schedule to a real diffusers scheduler (diffusers is imported lazily).
+
+=================  ==========================================  =============================
+sampler            diffusers scheduler                         grid
+=================  ==========================================  =============================
+``ddpm``           ``DDPMScheduler``                           integer training timesteps
+``ddim`` eta=0     ``DPMSolverMultistepScheduler``, order 1,   integer training timesteps
+                   ``dpmsolver++`` (the same update as DDIM
+                   on any grid; ``DDIMScheduler`` only runs
+                   its own spacings)
+``ddim`` eta=1     ``DDPMScheduler``, ``fixed_small``          integer training timesteps
+``dpmpp``          ``DPMSolverMultistepScheduler``             integer training timesteps
+``euler``          ``EulerDiscreteScheduler``                  ``sigmas`` (float32)
+``heun``           ``HeunDiscreteScheduler``                   fractional timesteps whose
+                                                               interpolated sigma is exact
+=================  ==========================================  =============================
+
+Integer timesteps quantise the designed levels to the nearest training level (in
+log-SNR); the returned scheduler's ``symspec_export`` attribute reports the exported levels,
+the largest log-SNR change, and with ``psd`` the objective before and after.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from .engine import Sampler
+from .schedules import Schedule, diffusers_schedule
+
+__all__ = ["to_diffusers", "level_range", "EXPORTERS"]
+
+_LINEAR_OFF = {"clip_sample": False, "thresholding": False, "rescale_betas_zero_snr": False,
+               "use_karras_sigmas": False, "use_exponential_sigmas": False,
+               "use_beta_sigmas": False}
+
+
+def _scheduler(cls_name: str, base, **overrides):
+    import diffusers
+
+    cls = getattr(diffusers, cls_name)
+    cfg = {} if base is None else {k: v for k, v in dict(base.config).items()
+                                   if not k.startswith("_")}
+    keep = set(inspect.signature(cls.__init__).parameters)
+    cfg = {k: v for k, v in {**cfg, **_LINEAR_OFF, **overrides}.items() if k in keep}
+    sch = cls(**cfg)
+    ab = sch.alphas_cumprod.detach().cpu().double().numpy()
+    if ab.min() <= 0:
+        raise ValueError("base has a training alpha-bar of 0 (zero terminal SNR), which "
+                         f"{cls_name} cannot run; use a base without rescale_betas_zero_snr")
+    return sch, ab
+
+
+def level_range(base=None, space: str = "vp") -> tuple[float, float]:
+    """``(min, max)`` of the noisy levels on the training schedule of ``base``.
+
+    In alpha-bar (``space="vp"``) or sigma (``"ve"``); pass it as ``level_range=`` to
+    :func:`symspec.design.design_schedule` so that a design stays exportable.  ``base``
+    is a diffusers scheduler (default: ``DDPMScheduler()``, linear betas).
+
+    >>> lo, hi = level_range()  # doctest: +SKIP
+    >>> round(lo, 6), round(hi, 6)  # doctest: +SKIP
+    (4e-05, 0.9999)
+    """
+    _, ab = _scheduler("DDPMScheduler", base)
+    lo, hi = float(ab.min()), float(ab.max())
+    if space == "vp":
+        return lo, hi
+    if space == "ve":
+        return math.sqrt((1 - hi) / hi), math.sqrt((1 - lo) / lo)
+    raise ValueError(f"space must be 'vp' or 've', got {space!r}")
+
+
+def _timesteps(ab: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Strictly decreasing training timesteps nearest (in log-SNR) to VP ``levels``."""
+    T, n = ab.size, levels.size
+    if n > T:
+        raise ValueError(f"{n} steps need more than the {T} training timesteps")
+    table = np.log(ab) - np.log1p(-ab)                 # decreasing in t
+    u = np.log(levels) - np.log1p(-levels)
+    ts = np.abs(table[None, :] - u[:, None]).argmin(axis=1)
+    for j in range(1, n):                               # strictly decreasing ...
+        ts[j] = min(ts[j], ts[j - 1] - 1)
+    ts[-1] = max(ts[-1], 0)
+    for j in range(n - 2, -1, -1):                      # ... and inside [0, T)
+        ts[j] = max(ts[j], ts[j + 1] + 1)
+    return ts
+
+
+def _vp_grid(sampler: Sampler, schedule: Schedule) -> np.ndarray:
+    if schedule.init_var != 1.0:
+        raise ValueError(f"{sampler.name!r} schedulers start from unit variance; this schedule "
+                         f"has init_var={schedule.init_var}")
+    ab = schedule.to_space("vp").alpha_bar
+    if ab[-1] != 1.0:
+        raise ValueError(f"the schedule ends at alpha-bar {ab[-1]}; {sampler.name!r} schedulers "
+                         "end at the clean level (alpha-bar 1)")
+    return ab[:-1]
+
+
+def _ddpm(sampler: Sampler, schedule: Schedule, base):
+    var, last_noise = sampler.opts["variance"], sampler.opts["last_noise"]
+    sch, ab = _scheduler("DDPMScheduler", base, variance_type=var)
+    ts = _timesteps(ab, _vp_grid(sampler, schedule))
+    if var == "fixed_large" and last_noise != bool(ts[-1] > 0):
+        raise ValueError("DDPMScheduler adds noise on the last step exactly when its timestep "
+                         f"is > 0 (here {ts[-1]}); with variance='fixed_large' that must match "
+                         f"last_noise={last_noise}")
+    sch.set_timesteps(timesteps=ts.tolist())
+    return sch, diffusers_schedule(ab, ts, "chained", 1.0)
+
+
+def _dpmpp_config(order: int, sde: bool, solver_type: str, lower_order_final: bool):
+    return {"solver_order": order, "algorithm_type": "sde-dpmsolver++" if sde else "dpmsolver++",
+            "solver_type": solver_type, "lower_order_final": lower_order_final,
+            "euler_at_final": False, "final_sigmas_type": "zero", "use_lu_lambdas": False,
+            "use_flow_sigmas": False, "variance_type": None, "lambda_min_clipped": -math.inf}
+
+
+def _dpmsolver(sampler, schedule, base, cfg):
+    sch, ab = _scheduler("DPMSolverMultistepScheduler", base, **cfg)
+    ts = _timesteps(ab, _vp_grid(sampler, schedule))
+    sch.set_timesteps(timesteps=ts.tolist())
+    return sch, diffusers_schedule(ab, ts, "chained", 1.0)
+
+
+def _ddim(sampler: Sampler, schedule: Schedule, base):
+    eta = sampler.opts["eta"]
+    if eta == 0:
+        return _dpmsolver(sampler, schedule, base, _dpmpp_config(1, False, "midpoint", True))
+    if eta == 1:
+        from .samplers import DDPM
+
+        return _ddpm(DDPM(variance="fixed_small"), schedule, base)
+    raise ValueError(f"no diffusers scheduler runs DDIM with eta={eta} on a custom grid "
+                     "(DDIMScheduler only takes its own spacings); export eta=0 or eta=1")
+
+
+def _dpmpp(sampler: Sampler, schedule: Schedule, base):
+    o = sampler.opts
+    if not o["euler_at_final"]:
+        raise ValueError("diffusers takes the last step to sigma 0 at first order; export "
+                         "dpmpp with euler_at_final=True")
+    return _dpmsolver(sampler, schedule, base, _dpmpp_config(
+        o["solver_order"], o["sde"], o["solver_type"], o["lower_order_final"]))
+
+
+def _ve_grid(sampler: Sampler, schedule: Schedule) -> np.ndarray:
+    s = schedule.to_space("ve")
+    sig = s.sigmas
+    if not math.isclose(s.init_var, sig[0] ** 2 + 1, rel_tol=1e-12):
+        raise ValueError(f"diffusers' {sampler.name} starts from variance sigma_max**2 + 1 = "
+                         f"{sig[0] ** 2 + 1:.6g}; this schedule has init_var={s.init_var:.6g}")
+    return sig
+
+
+def _euler(sampler: Sampler, schedule: Schedule, base):
+    sig = _ve_grid(sampler, schedule)
+    sch, _ = _scheduler("EulerDiscreteScheduler", base, timestep_spacing="linspace",
+                        timestep_type="discrete", final_sigmas_type="zero",
+                        interpolation_type="linear")
+    sch.set_timesteps(sigmas=sig.tolist())
+    got = sch.sigmas.double().numpy()
+    return sch, Schedule.from_sigmas(got, float(got[0]) ** 2 + 1)
+
+
+def _heun(sampler: Sampler, schedule: Schedule, base):
+    sig = _ve_grid(sampler, schedule)
+    if sig[-1] != 0:
+        raise ValueError(f"HeunDiscreteScheduler ends at sigma 0; this schedule ends at {sig[-1]}")
+    # "leading" only sets init_noise_sigma = sqrt(sigma_max**2 + 1), as designed
+    sch, ab = _scheduler("HeunDiscreteScheduler", base, timestep_spacing="leading")
+    table = np.sqrt((1 - ab) / ab)                      # increasing in t
+    t = np.interp(np.clip(sig[:-1], table[0], table[-1]), table, np.arange(ab.size))
+    sch.set_timesteps(timesteps=t.tolist())
+    got = sch.sigmas.double().numpy()
+    got = np.append(got[0], got[1::2])                  # Heun repeats the inner sigmas
+    return sch, Schedule.from_sigmas(got, float(got[0]) ** 2 + 1)
+
+
+#: sampler name -> exporter ``(sampler, schedule, base) -> (scheduler, exported Schedule)``
+EXPORTERS: dict[str, Callable] = {"ddpm": _ddpm, "ddim": _ddim, "dpmpp": _dpmpp,
+                                  "euler": _euler, "heun": _heun}
+
+
+def _logsnr(s: Schedule) -> np.ndarray:
+    ab = s.to_space("vp").start
+    return np.log(ab) - np.log1p(-ab)
+
+
+def to_diffusers(sampler: Sampler, schedule: Schedule, base=None, *, psd=None,
+                 divergence: str = "w2"):
+    """A configured diffusers scheduler that runs ``sampler`` on ``schedule``.
+
+    Parameters
+    ----------
+    sampler : Sampler
+        One of :data:`EXPORTERS` (with its options).
+    schedule : Schedule
+        A chained schedule ending at the clean level, e.g. from
+        :func:`symspec.design.design_schedule`.
+    base : diffusers scheduler, optional
+        Its configuration (training betas, ``num_train_timesteps``, ``prediction_type``) is
+        kept; options that make a scheduler non-linear (clipping, thresholding) are off.
+    psd : array_like, optional
+        With a data spectrum the report also gives the objective ``divergence`` on the
+        designed and on the exported schedule.
+
+    Returns
+    -------
+    diffusers scheduler
+        After ``set_timesteps``; its attribute ``symspec_export`` is a dict with
+        ``scheduler``, ``timesteps`` (or ``None``), ``levels`` (the exported noisy levels in
+        the sampler's space), ``max_logsnr_error`` and, with ``psd``,
+        ``objective_designed``, ``objective_exported`` and ``divergence``.
+
+    Examples
+    --------
+    >>> import symspec
+    >>> s = symspec.Schedule.from_alpha_bar([0.01, 0.3, 0.9, 1.0])
+    >>> sch = to_diffusers(symspec.DDPM, s)  # doctest: +SKIP
+    >>> sch.timesteps.tolist(), sch.symspec_export["max_logsnr_error"] < 0.02  # doctest: +SKIP
+    ([639, 268, 42], True)
+    """
+    if not isinstance(sampler, Sampler):
+        raise TypeError(f"sampler must be a symspec Sampler, got {type(sampler).__name__}")
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a symspec Schedule, got {type(schedule).__name__}")
+    exporter = EXPORTERS.get(sampler.name)
+    if exporter is None:
+        raise ValueError(f"no diffusers scheduler runs {sampler.name!r} on a custom grid; "
+                         f"exportable samplers: {', '.join(sorted(EXPORTERS))}")
+    if not schedule.chained:
+        raise ValueError("only chained schedules (each step starting where the previous one "
+                         "ended) can be exported")
+    if schedule.space == "vp" and schedule.start[0] == 0:
+        raise ValueError("a zero-terminal-SNR schedule (alpha-bar 0) cannot be exported: "
+                         "integer-timestep schedulers divide by alpha-bar and sigmas would be "
+                         "infinite")
+    sch, exported = exporter(sampler, schedule, base)
+    report = {"scheduler": type(sch).__name__,
+              "timesteps": exported.meta.get("timesteps"),
+              "levels": exported.to_space(sampler.space).start.tolist(),
+              "max_logsnr_error": float(np.max(np.abs(_logsnr(exported) - _logsnr(schedule))))}
+    if psd is not None:
+        from .design import objective
+
+        report.update(divergence=divergence,
+                      objective_designed=objective(sampler, schedule, psd, divergence),
+                      objective_exported=objective(sampler, exported, psd, divergence))
+    sch.symspec_export = report
+    return sch

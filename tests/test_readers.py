@@ -1,0 +1,234 @@
+"""Readers and ``symspec psd``: files written in tmp_path, read back, streamed, and refused."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.io import wavfile
+
+from symspec import readers as R
+from symspec import spectra as S
+from symspec.cli import main, parse_psd
+
+RNG = np.random.default_rng(7)
+
+
+def write_pngs(folder, arrays):
+    """Save uint8 arrays as PNG (lossless); return what the readers should see in [-1, 1]."""
+    folder.mkdir(exist_ok=True)
+    for i, a in enumerate(arrays):
+        Image.fromarray(a).save(folder / f"img{i:02d}.png")
+    return [a / 127.5 - 1.0 for a in arrays]
+
+
+def uint8(shape):
+    return RNG.integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_read_png_grey_rgb_and_16bit(tmp_path):
+    grey, rgb = uint8((5, 7)), uint8((5, 7, 3))
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    np.testing.assert_array_equal(R.read_image(tmp_path / "g.png"), grey / 127.5 - 1)
+    np.testing.assert_array_equal(R.read_image(tmp_path / "c.png", color=True), rgb / 127.5 - 1)
+    ref = np.asarray(Image.fromarray(rgb).convert("L"), float)  # Pillow's own grey levels
+    np.testing.assert_array_equal(R.read_image(tmp_path / "c.png"), ref / 127.5 - 1)
+    deep = np.array([[0, 65535], [32768, 1000]], dtype=np.uint16)
+    Image.fromarray(deep).save(tmp_path / "d.png")
+    np.testing.assert_allclose(R.read_image(tmp_path / "d.png"), deep / 32767.5 - 1, atol=1e-15)
+
+
+def test_read_jpeg(tmp_path):
+    """JPEG is lossy: a smooth image comes back within a few grey levels."""
+    ramp = np.add.outer(np.arange(32), np.arange(32)).astype(np.uint8) * 4
+    Image.fromarray(ramp).save(tmp_path / "r.jpg", quality=95)
+    assert np.abs(R.read_image(tmp_path / "r.jpg") - (ramp / 127.5 - 1)).max() < 4 / 127.5
+
+
+@pytest.mark.parametrize(("dtype", "scale", "offset"), [(np.int16, 32768, 0), (np.uint8, 128, 128),
+                                                         (np.int32, 2 ** 31, 0)])
+def test_read_wav_int(tmp_path, dtype, scale, offset):
+    info = np.iinfo(dtype)
+    data = RNG.integers(info.min, info.max, (100, 2), dtype=dtype, endpoint=True)
+    wavfile.write(tmp_path / "a.wav", 8000, data)
+    rate, x = R.read_wav(tmp_path / "a.wav")
+    assert rate == 8000 and x.shape == (100, 2)
+    np.testing.assert_array_equal(x, (data.astype(float) - offset) / scale)
+    assert x.min() >= -1 and x.max() <= 1
+
+
+def test_read_wav_float(tmp_path):
+    data = RNG.uniform(-1, 1, 50).astype(np.float32)
+    wavfile.write(tmp_path / "f.wav", 44100, data)
+    np.testing.assert_array_equal(R.read_wav(tmp_path / "f.wav")[1], data.astype(float))
+
+
+def test_folder_whole_images_equal_stack(tmp_path):
+    seen = write_pngs(tmp_path / "imgs", [uint8((6, 9)) for _ in range(5)])
+    acc = R.folder_spectrum(tmp_path / "imgs")
+    assert acc.n == 5
+    np.testing.assert_allclose(acc.psd(), S.estimate_psd(np.stack(seen)), rtol=1e-12)
+
+
+def test_folder_crop_and_patches_equal_stack(tmp_path):
+    """Mixed sizes with crop/patches: equal to cutting the arrays by hand."""
+    arrays = [uint8((12, 16)), uint8((9, 10)), uint8((20, 8))]
+    seen = write_pngs(tmp_path / "imgs", arrays)
+    crops = [a[(a.shape[0] - 8) // 2:][:8, (a.shape[1] - 8) // 2:][:, :8] for a in seen]
+    np.testing.assert_allclose(R.folder_spectrum(tmp_path / "imgs", 8, mode="crop").psd(),
+                               S.estimate_psd(np.stack(crops)), rtol=1e-12)
+    patches = [a[i:i + 4, j:j + 4] for a in seen
+               for i in range(0, a.shape[0] - 3, 3) for j in range(0, a.shape[1] - 3, 3)]
+    acc = R.folder_spectrum(tmp_path / "imgs", 4, mode="patches", stride=3)
+    assert acc.n == len(patches)
+    np.testing.assert_allclose(acc.psd(), S.estimate_psd(np.stack(patches)), rtol=1e-12)
+
+
+def test_folder_color_equals_channel_psd(tmp_path):
+    seen = write_pngs(tmp_path / "imgs", [uint8((8, 8, 3)) for _ in range(4)])
+    acc = R.folder_spectrum(tmp_path / "imgs", color=True)
+    np.testing.assert_allclose(acc.psd(), S.channel_psd(np.stack(seen)), atol=1e-12)
+
+
+def test_stack_spectrum_npy_and_npz(tmp_path):
+    """More samples than one streaming chunk: equal to the one-shot estimate."""
+    x = RNG.standard_normal((R._CHUNK * 2 + 5, 6, 5))
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "x.npz", samples=x, other=np.zeros(3))
+    for name in ("x.npy", "x.npz"):
+        acc = R.stack_spectrum(tmp_path / name)
+        assert acc.n == len(x)
+        np.testing.assert_allclose(acc.psd(), S.estimate_psd(x), rtol=1e-10)
+
+
+def test_progress_line(tmp_path, capsys):
+    write_pngs(tmp_path / "imgs", [uint8((4, 4)) for _ in range(3)])
+    R.folder_spectrum(tmp_path / "imgs", progress=True)
+    assert "imgs: images: 3/3" in capsys.readouterr().err
+
+
+# -- bad input ----------------------------------------------------------------------------
+def test_bad_folders(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: no PNG or JPEG"):
+        R.folder_spectrum(tmp_path / "empty")
+    write_pngs(tmp_path / "mixed", [uint8((6, 6)), uint8((6, 7))])
+    with pytest.raises(ValueError, match=r"img01.png: image is 6x7 .*crop"):
+        R.folder_spectrum(tmp_path / "mixed")
+    with pytest.raises(ValueError, match=r"img00.png: image is 6x6, smaller than 8x8"):
+        R.folder_spectrum(tmp_path / "mixed", 8, mode="crop")
+    write_pngs(tmp_path / "one", [uint8((6, 6))])
+    with pytest.raises(ValueError, match="one: at least 2 samples"):
+        R.folder_spectrum(tmp_path / "one")
+    with pytest.raises(ValueError, match="not a folder"):
+        R.folder_spectrum(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("content", [b"not an image at all", b"\x89PNG\r\n\x1a\n\0\0"])
+def test_corrupt_image(tmp_path, content):
+    write_pngs(tmp_path / "imgs", [uint8((6, 6))])
+    (tmp_path / "imgs" / "bad.png").write_bytes(content)
+    with pytest.raises(ValueError, match="bad.png: cannot read image"):
+        R.folder_spectrum(tmp_path / "imgs")
+
+
+def test_truncated_jpeg(tmp_path):
+    Image.fromarray(uint8((64, 64))).save(tmp_path / "t.jpg")
+    data = (tmp_path / "t.jpg").read_bytes()
+    (tmp_path / "t.jpg").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match="t.jpg: cannot read image"):
+        R.read_image(tmp_path / "t.jpg")
+
+
+def test_bad_stacks(tmp_path):
+    x = np.zeros((3, 4))
+    x[2, 1] = np.inf
+    np.save(tmp_path / "inf.npy", x)
+    with pytest.raises(ValueError, match=r"inf.npy \(samples 0..2\) has 1 NaN or infinite"):
+        R.stack_spectrum(tmp_path / "inf.npy")
+    np.save(tmp_path / "one.npy", np.zeros((1, 4)))
+    with pytest.raises(ValueError, match=r"one.npy: expected a stack of at least 2"):
+        R.load_stack(tmp_path / "one.npy")
+    np.save(tmp_path / "dims.npy", np.zeros((3, 2, 2, 2)))
+    with pytest.raises(ValueError, match=r"dims.npy: expected samples of shape"):
+        R.stack_spectrum(tmp_path / "dims.npy")
+    np.savez(tmp_path / "two.npz", a=x, b=x)
+    with pytest.raises(ValueError, match=r"two.npz: expected an array named 'samples'"):
+        R.load_stack(tmp_path / "two.npz")
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.npy: cannot read"):
+        R.load_stack(tmp_path / "junk.npy")
+    np.save(tmp_path / "c.npy", np.zeros((3, 4), complex))
+    with pytest.raises(ValueError, match="c.npy: expected real numbers"):
+        R.load_stack(tmp_path / "c.npy")
+
+
+@pytest.mark.filterwarnings("ignore::scipy.io.wavfile.WavFileWarning")
+def test_bad_wav(tmp_path):
+    (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
+    with pytest.raises(ValueError, match="bad.wav: cannot read WAV"):
+        R.read_wav(tmp_path / "bad.wav")
+
+
+# -- the command line ---------------------------------------------------------------------
+def test_cli_psd_folder_roundtrip(tmp_path, capsys):
+    photos = S.photo_patches(12, 40)[:6, :10] + 1.0  # natural images: a power law fits
+    seen = write_pngs(tmp_path / "imgs", [np.round(a * 127.5).astype(np.uint8) for a in photos])
+    out, png = tmp_path / "psd.npz", tmp_path / "psd.png"
+    assert main(["psd", str(tmp_path / "imgs"), "--mode", "crop", "--size", "8", "--out",
+                 str(out), "--plot", str(png), "--fit", "powerlaw"]) == 0
+    with np.load(out) as z:
+        assert int(z["n"]) == 6
+        np.testing.assert_allclose(z["psd"], S.estimate_psd(np.stack(
+            [a[1:9, 2:10] for a in seen])), rtol=1e-12)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "powerlaw: A = " in capsys.readouterr().out
+    assert parse_psd(str(out)).shape == (8, 8)
+    assert main(["response", "--psd", str(out), "--steps", "3"]) == 0
+
+
+def test_cli_psd_wav_and_stack(tmp_path):
+    x = RNG.standard_normal(4000) * 0.1
+    wavfile.write(tmp_path / "a.wav", 8000, x.astype(np.float32))
+    assert main(["psd", str(tmp_path / "a.wav"), "--size", "64", "--out",
+                 str(tmp_path / "w.npz")]) == 0
+    with np.load(tmp_path / "w.npz") as z:
+        np.testing.assert_allclose(z["psd"], S.welch_psd(x.astype(np.float32), 64), rtol=1e-9)
+        assert int(z["rate"]) == 8000 and int(z["n"]) == len(S.welch_segments(x, 64))
+    np.save(tmp_path / "s.npy", RNG.standard_normal((20, 4, 4, 3)))
+    assert main(["psd", str(tmp_path / "s.npy"), "--color", "--out",
+                 str(tmp_path / "s.npz")]) == 0
+    with np.load(tmp_path / "s.npz") as z:
+        np.testing.assert_allclose(z["psd"], S.channel_psd(np.load(tmp_path / "s.npy")),
+                                   atol=1e-12)
+
+
+@pytest.mark.parametrize(("setup", "args", "match"), [
+    (lambda d: (d / "imgs").mkdir(), ["imgs"], "no PNG or JPEG"),
+    (lambda d: write_pngs(d / "imgs", [uint8((6, 6)), uint8((7, 6))]), ["imgs"], "img01.png"),
+    (lambda d: (write_pngs(d / "imgs", [uint8((6, 6))]), (d / "imgs/z.png").write_bytes(b"x")),
+     ["imgs"], "z.png: cannot read image"),
+    (lambda d: write_pngs(d / "imgs", [uint8((6, 6))] * 2), ["imgs", "--mode", "crop"],
+     "--size is required"),
+    (lambda d: np.save(d / "n.npy", np.full((3, 4), np.nan)), ["n.npy"], "n.npy"),
+    (lambda d: np.save(d / "s.npy", np.zeros((3, 4))), ["s.npy", "--out", "x.npy"],
+     "--out must end in .npz"),
+    (lambda d: np.save(d / "s.npy", np.zeros((3, 4))), ["s.npy", "--plot", "no/p.png"],
+     "no such folder"),
+    (lambda d: (d / "a.txt").write_text("1"), ["a.txt"], "a.txt: expected a folder"),
+    (lambda d: wavfile.write(d / "a.wav", 8000, np.zeros(10, np.int16)), ["a.wav"],
+     "--size .* is required"),
+])
+def test_cli_psd_errors(tmp_path, capsys, monkeypatch, setup, args, match):
+    """One line on stderr, exit 2, and no output file at all."""
+    monkeypatch.chdir(tmp_path)
+    setup(tmp_path)
+    argv = ["psd", *args] + ([] if "--out" in args else ["--out", "out.npz"])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("symspec: error:")
+    assert re.search(match, err), err
+    assert not any(p.name.startswith(("out", ".out", "x.npy")) for p in tmp_path.iterdir())
