@@ -88,7 +88,10 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     path = Path(path)
     mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the mode open() would
         with os.fdopen(fd, mode) as f:
             f.write(data)
         os.replace(tmp, path)
@@ -309,7 +312,191 @@ def cmd_psd(args) -> int:
     return 0
 
 
-COMMANDS = ("derive", "response", "demo", "psd")
+# -- design, compare, diagnose (schedule design) -----------------------------------------
+def _design_args(p):
+    p.add_argument("--psd", default="powerlaw:2", help="FILE.npy|FILE.npz|powerlaw:ALPHA[:SIZE]")
+    p.add_argument("--sampler", default="ddim", help="sampler name")
+    p.add_argument("--eta", type=float, help="DDIM eta")
+    p.add_argument("--option", action="append", metavar="NAME=VALUE", help="sampler option")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--divergence", default="w2", choices=["w2", "kl", "kl_reverse"])
+    p.add_argument("--plot", help="save a figure to this PNG")
+    p.add_argument("--json", action="store_true")
+
+
+def _design_kwargs(args, smp) -> dict:
+    from .schedules import training_alphas_cumprod
+
+    kw = {"start": args.start, "end": args.end, "space": args.space,
+          "zero_terminal_snr": args.zero_terminal_snr}
+    if args.level_range:
+        kw["level_range"] = tuple(args.level_range)
+    if args.base:
+        ab = training_alphas_cumprod(1000, args.base)
+        lo, hi = float(ab.min()), float(ab.max())
+        space = args.space or smp.space
+        kw["space"] = space
+        kw["level_range"] = (lo, hi) if space == "vp" else tuple(
+            sorted(float(np.sqrt((1 - a) / a)) for a in (lo, hi)))
+    return kw
+
+
+def _save_png(fig, path) -> None:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
+
+
+def _figure(ncols: int = 1):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=(6.5 * ncols, 4.5), squeeze=False, layout="constrained")
+
+
+def add_design(sub):
+    p = sub.add_parser("design", help="design the schedule whose output spectrum matches --psd")
+    _design_args(p)
+    p.add_argument("--out", required=True, help="schedule JSON path")
+    p.add_argument("--space", choices=["vp", "ve"], help="units of --start/--end/--level-range")
+    p.add_argument("--start", type=float, help="fix the first (noisiest) level")
+    p.add_argument("--end", type=float, help="fix the final level (default: clean)")
+    p.add_argument("--level-range", type=float, nargs=2, metavar=("MIN", "MAX"))
+    p.add_argument("--base", choices=["linear", "scaled_linear", "squaredcos_cap_v2"],
+                   help="keep the levels inside this 1000-step training schedule")
+    p.add_argument("--zero-terminal-snr", action="store_true")
+
+
+def cmd_design(args) -> int:
+    from .design import design_schedule
+    from .numeric import spectral_response
+
+    smp = _sampler(args)
+    psd = parse_psd(args.psd)
+    sched = design_schedule(smp, psd, args.steps, args.divergence, **_design_kwargs(args, smp))
+    atomic_write(args.out, sched.to_json())
+    m = sched.meta
+    levels = sched.alpha_bar if smp.space == "vp" else sched.sigmas
+    if args.json:
+        print(json.dumps({**m, "levels": levels.tolist(), "space": smp.space, "out": args.out}))
+    else:
+        print(f"{smp.name} {dict(smp.options)}, {args.steps} steps, {args.divergence}: objective "
+              f"{m['objective']:.6g} ({m['objective'] / psd.sum():.4g} of sum(psd)), "
+              f"{m['iterations']} iterations from the {m['start']} start, "
+              f"{'converged' if m['converged'] else 'NOT converged: ' + m['message']}")
+        name = "alpha-bar" if smp.space == "vp" else "sigma"
+        print(f"{name}: " + " ".join(f"{v:.6g}" for v in levels))
+        print(f"schedule written to {args.out}")
+    if args.plot:
+        from .plotting import plot_spectra
+
+        fig, ax = _figure()
+        plot_spectra(psd, {f"designed, N={args.steps}": spectral_response(smp, sched, psd)},
+                     ax=ax[0, 0])
+        _save_png(fig, args.plot)
+    return 0
+
+
+def add_compare(sub):
+    p = sub.add_parser("compare", help="score a designed schedule against heuristic ones")
+    _design_args(p)
+    p.add_argument("--schedule", help="designed schedule JSON (default: design one now)")
+    p.add_argument("--beta-schedule", default="linear",
+                   choices=["linear", "scaled_linear", "squaredcos_cap_v2"],
+                   help="sigma range of the karras and exponential schedules")
+
+
+def cmd_compare(args) -> int:
+    from .design import baseline_schedules, design_schedule, objective
+    from .numeric import spectral_response
+    from .schedules import Schedule
+
+    smp = _sampler(args)
+    psd = parse_psd(args.psd)
+    if args.schedule:
+        designed = Schedule.from_json(Path(args.schedule).read_text())
+    else:
+        designed = design_schedule(smp, psd, args.steps, args.divergence)
+    if designed.steps != args.steps:
+        raise ValueError(f"--schedule has {designed.steps} steps, not --steps {args.steps}")
+    cands = {"designed": designed, **baseline_schedules(smp, args.steps, args.beta_schedule)}
+    score = {k: objective(smp, s, psd, args.divergence) for k, s in cands.items()}
+    order = sorted(score, key=score.get)
+    if args.json:
+        print(json.dumps({"sampler": smp.name, "options": dict(smp.options), "steps": args.steps,
+                          "divergence": args.divergence, "objective": score}))
+    else:
+        print(f"{smp.name} {dict(smp.options)}, {args.steps} steps, {args.divergence} "
+              f"(sum(psd) = {psd.sum():.6g}); ratio = objective / designed; chained = each "
+              "step starts where the previous ended (DDIMScheduler's stride rule is not)")
+        print(f"{'schedule':28} {'objective':>12} {'ratio':>8} {'chained':>8}")
+        for k in order:
+            print(f"{k:28} {score[k]:12.6g} {score[k] / score['designed']:8.3f} "
+                  f"{'yes' if cands[k].chained else 'no':>8}")
+    if args.plot:
+        from .plotting import plot_spectra
+
+        fig, ax = _figure(2)
+        shown = ["designed"] + [k for k in order if k != "designed"][:4]
+        plot_spectra(psd, {k: spectral_response(smp, cands[k], psd) for k in shown}, ax=ax[0, 0])
+        ax[0, 1].barh(order[::-1], [score[k] for k in order[::-1]])
+        ax[0, 1].set(xscale="log", xlabel=f"{args.divergence} objective", title="Scores")
+        _save_png(fig, args.plot)
+    return 0
+
+
+def add_diagnose(sub):
+    p = sub.add_parser("diagnose", help="split a schedule's spectral error into its sources")
+    _design_args(p)
+    p.add_argument("--schedule", help="schedule JSON (default: --baseline)")
+    p.add_argument("--baseline", default="linear/leading",
+                   help="a heuristic schedule by name, e.g. linear/trailing, karras")
+
+
+def cmd_diagnose(args) -> int:
+    from .design import baseline_schedules
+    from .diagnose import PARTS, diagnose, plot_diagnosis
+    from .schedules import Schedule
+
+    smp = _sampler(args)
+    psd = parse_psd(args.psd)
+    if args.schedule:
+        sched, label = Schedule.from_json(Path(args.schedule).read_text()), args.schedule
+    else:
+        base = baseline_schedules(smp, args.steps)
+        if args.baseline not in base:
+            raise ValueError(f"--baseline must be one of {', '.join(base)}, got "
+                             f"{args.baseline!r}")
+        sched, label = base[args.baseline], args.baseline
+    d = diagnose(smp, sched, psd)
+    f, rel = d.radial()
+    if args.json:
+        print(json.dumps({"sampler": smp.name, "schedule": label, "sums": d.sums(),
+                          "frequency": f.tolist(), **{k: v.tolist() for k, v in rel.items()}}))
+    else:
+        print(f"{smp.name} {dict(smp.options)} on {label}: (output - data) / data, ring averages"
+              f"; the parts add up to the total")
+        cols = (*PARTS, "total")
+        print(f"{'|f|':>8} " + " ".join(f"{c:>14}" for c in cols))
+        for i, fi in enumerate(f):
+            print(f"{fi:8.4f} " + " ".join(f"{rel[c][i]:14.5g}" for c in cols))
+        sums = d.sums()
+        print(f"{'sum/sum(psd)':>8} " + " ".join(f"{sums[c]:14.5g}" for c in cols))
+    if args.plot:
+        fig, ax = _figure()
+        plot_diagnosis(d, ax[0, 0], f"{smp.name} on {label}")
+        _save_png(fig, args.plot)
+    return 0
+
+
+COMMANDS = ("derive", "response", "demo", "psd", "design", "compare", "diagnose")
 
 
 def build_parser() -> argparse.ArgumentParser:

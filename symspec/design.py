@@ -19,13 +19,18 @@ starting from ``Sbar = J'(P) e_0 e_0^T``, ``Tbar = 2 V T_0 J'(P) e_0``, and each
 for multistep samplers, earlier levels).  See :func:`objective`.
 
 *Parameterisation.*  Levels are placed in log-SNR ``u = log(alphabar / (1 - alphabar))
-= -2 log sigma``.  The ``m`` free levels are ``u_j = a + (b - a) (s_0 + ... + s_j)`` with
-``s = softmax(theta, 0)`` (``m + 1`` positive increments summing to 1), so they are strictly
-increasing and inside ``(a, b)`` for every ``theta``: ``a`` is the fixed first level or the
-lower end of ``level_range``, ``b`` its upper end (or the final level, if lower).
+= -2 log sigma``.  The ``m`` free levels are ``u_j = a + (b - a) (d_0 + ... + d_j)`` with
+``m + 1`` increments ``d = f + (1 - (m + 1) f) softmax(theta, 0)`` (``f`` a tiny floor that
+keeps levels distinct in floating point), so they are strictly increasing and inside
+``(a, b)`` for every ``theta``: ``a`` is the fixed first level or the lower end of
+``level_range``, ``b`` its upper end (or the final level, if lower).  In VE space the
+default initial variance ``sigma_0**2 + 1`` moves with ``sigma_0``, and its derivative is
+included.
 
-*Search.*  L-BFGS-B from several starting schedules (uniform log-SNR and the log-SNR shapes
-of diffusers' cosine and linear training schedules); the best result is returned.
+*Search.*  L-BFGS-B on ``theta`` (boxed to ``|theta| <= 12``, so that optima where two
+levels merge, which multistep solvers can prefer, are reached at a bound) from several
+starting schedules (uniform log-SNR and the log-SNR shapes of diffusers' cosine and linear
+training schedules), restarted after a failed line search; the best result is returned.
 
 >>> import numpy as np, symspec
 >>> psd = symspec.spectra.power_law((8, 8))
@@ -47,7 +52,7 @@ from scipy.special import expit, softmax
 from .divergence import DIVERGENCES, divergence_grad
 from .divergence import divergence as _divergence
 from .engine import Sampler, variant
-from .numeric import _levels, compiled_gradient, validate_psd
+from .numeric import _levels, compiled_gradient, lam_powers, validate_psd
 from .schedules import (
     BETA_SCHEDULES,
     SPACINGS,
@@ -67,6 +72,10 @@ LOGSNR_RANGE = (-15.0, 15.0)
 STARTS = ("uniform_logsnr", "cosine", "linear")
 #: Smallest total gap between consecutive free levels, as a fraction of their log-SNR range.
 _MIN_GAP = 1e-6
+#: Bound on the free parameters: step-size ratios up to exp(2 * _THETA_MAX).  Optima where
+#: two levels merge (multistep solvers can prefer them) then lie on a box bound, where
+#: L-BFGS-B converges, instead of at infinity, where the gradient vanishes.
+_THETA_MAX = 12.0
 
 
 class DesignWarning(UserWarning):
@@ -95,46 +104,50 @@ def _level_index(smp: Sampler, i: int) -> tuple[int, ...]:
 
 
 # -- forward and reverse passes ----------------------------------------------------------
-def _matrices(ent: dict, k: int, M: int, nw: int):
+def _step_maps(smp: Sampler, i: int, n: int, levels, lam: np.ndarray, powers: dict,
+               prediction_type: str, wrt: tuple = ()):
+    """``A`` and ``Q`` (shape ``(k, k, M)``) of step ``i`` of ``n`` at ``levels``, and the
+    entries ``{(kind, r, c): (value, derivatives in wrt)}`` they are built from (``Q``: upper
+    triangle)."""
+    k, M = smp.state, lam.size
+    try:
+        cg = compiled_gradient(smp, variant(smp, i, n), prediction_type, wrt)
+        if cg.width not in powers:
+            powers[cg.width] = lam_powers(lam, cg.width)
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            ent = cg.entries(powers[cg.width], levels)
+    except (ValueError, ZeroDivisionError, OverflowError, FloatingPointError) as exc:
+        raise ValueError(f"step {i} of {smp.name!r} cannot be evaluated at levels {levels}: "
+                         f"{exc}") from None
     A, Q = np.zeros((k, k, M)), np.zeros((k, k, M))
-    dA, dQ = np.zeros((nw, k, k, M)), np.zeros((nw, k, k, M))
-    for (kind, i, j), (val, der) in ent.items():
-        X, dX = (A, dA) if kind == "A" else (Q, dQ)
-        X[i, j] = val
-        for w, d in enumerate(der):
-            dX[w, i, j] = d
-        if kind == "Q" and i != j:
-            Q[j, i] = val
-            dQ[:, j, i] = dQ[:, i, j]
-    return A, Q, dA, dQ
+    for (kind, r, c), (val, _) in ent.items():
+        if kind == "A":
+            A[r, c] = val
+        else:
+            Q[r, c] = Q[c, r] = val
+    return A, Q, ent
 
 
-def _forward(smp: Sampler, levels, lam: np.ndarray, prediction_type: str, wrt=None,
-             noise_scale=None):
-    """Run the covariance recursion; return the tape and the final ``(S, T)``.
+def _forward(smp: Sampler, levels, lam: np.ndarray, prediction_type: str, noise_scale=None):
+    """Run the covariance recursion per mode; return the tape and the final ``(S, T)``.
 
-    ``levels[i]`` are the level values step ``i`` reads, ``wrt[i]`` the positions among
-    them to differentiate, ``noise_scale(i)`` an optional per-mode factor on ``Q``.
+    ``levels[i]`` are the level values step ``i`` reads, ``noise_scale(i)`` an optional
+    per-mode factor on its ``Q``.  ``S`` has shape ``(k, k, M)``, ``T`` ``(k, M)``; the tape
+    holds the ``(S, T)`` each step starts from (the maps are recomputed in the reverse pass:
+    keeping them would cost more memory, and time, than evaluating them again).  For the
+    small ``k`` of samplers one ``einsum`` over the mode axis beats batched matrix products.
     """
     n, k, M = len(levels), smp.state, lam.size
     S, T = np.zeros((k, k, M)), np.zeros((k, M))
     T[0] = 1.0
-    tape = []
-    with np.errstate(over="raise", invalid="raise", divide="raise"):
-        for i in range(n):
-            w = () if wrt is None else wrt[i]
-            try:
-                ent = compiled_gradient(smp, variant(smp, i, n), prediction_type, w).entries(
-                    lam, levels[i])
-                A, Q, dA, dQ = _matrices(ent, k, M, len(w))
-            except (ValueError, ZeroDivisionError, OverflowError, FloatingPointError) as exc:
-                raise ValueError(f"step {i} of {smp.name!r} cannot be evaluated at levels "
-                                 f"{levels[i]}: {exc}") from None
-            if noise_scale is not None:
-                Q = Q * noise_scale(i)
-            tape.append((S, T, A, dA, dQ))
-            S = np.einsum("abm,bcm,dcm->adm", A, S, A) + Q
-            T = np.einsum("abm,bm->am", A, T)
+    tape, powers = [], {}
+    for i in range(n):
+        A, Q, _ = _step_maps(smp, i, n, levels[i], lam, powers, prediction_type)
+        if noise_scale is not None:
+            Q = Q * noise_scale(i)
+        tape.append((S, T))
+        S = np.einsum("abm,bcm,dcm->adm", A, S, A) + Q
+        T = np.einsum("abm,bm->am", A, T)
     return tape, S, T
 
 
@@ -145,7 +158,7 @@ def _value_and_grad(smp: Sampler, grid: np.ndarray, init_var: float, lam: np.nda
     idx = [_level_index(smp, i) for i in range(n)]
     wrt = [tuple(p for p, g in enumerate(ix) if free[g]) for ix in idx]
     levels = [tuple(float(grid[g]) for g in ix) for ix in idx]
-    tape, S, T = _forward(smp, levels, lam, prediction_type, wrt)
+    tape, S, T = _forward(smp, levels, lam, prediction_type)
     P = T[0] ** 2 * init_var + S[0, 0]
     if not np.all(np.isfinite(P)):
         raise ValueError("the output spectrum is not finite; check the schedule and psd ranges")
@@ -155,12 +168,16 @@ def _value_and_grad(smp: Sampler, grid: np.ndarray, init_var: float, lam: np.nda
     Sbar[0, 0] = pbar
     Tbar[0] = 2 * init_var * T[0] * pbar
     grad_init_var = float(np.sum(pbar * T[0] ** 2))
-    grad = np.zeros(n + 1)
+    grad, powers = np.zeros(n + 1), {}
     for i in range(n - 1, -1, -1):
-        S, T, A, dA, dQ = tape[i]
-        Abar = 2 * np.einsum("abm,bcm,cdm->adm", Sbar, A, S) + Tbar[:, None] * T[None]
-        for d, p in enumerate(wrt[i]):
-            grad[idx[i][p]] += np.sum(Abar * dA[d]) + np.sum(Sbar * dQ[d])
+        S, T = tape[i]
+        A, _, ent = _step_maps(smp, i, n, levels[i], lam, powers, prediction_type, wrt[i])
+        if wrt[i]:
+            Abar = 2 * np.einsum("abm,bcm,cdm->adm", Sbar, A, S) + Tbar[:, None] * T[None]
+            g = np.zeros(len(wrt[i]))
+            for (kind, r, c), (_, der) in ent.items():  # Q: both triangles
+                g += der @ (Abar[r, c] if kind == "A" else Sbar[r, c] * (1 + (r != c)))
+            np.add.at(grad, [idx[i][p] for p in wrt[i]], g)
         Sbar = np.einsum("bam,bcm,cdm->adm", A, Sbar, A)
         Tbar = np.einsum("bam,bm->am", A, Tbar)
     return J, grad, grad_init_var, P
@@ -343,16 +360,34 @@ def _constraints(sampler, steps, space, start, end, level_range, zero_terminal_s
         first = 0.0
     elif start is not None:
         first = to_sampler(start, "start")
-        lo = _logsnr(first, sampler.space)
+        u0 = _logsnr(first, sampler.space)
+        if not u0 < hi:
+            raise ValueError(f"infeasible constraints: the first level (log-SNR {u0:.4g}) must "
+                             f"be noisier than the upper end of the free levels (log-SNR "
+                             f"{hi:.4g}); check start, end and level_range")
+        lo = max(lo, u0)
     if not lo < hi:
-        raise ValueError(f"infeasible constraints: the first level (log-SNR {lo:.4g}) must be "
-                         f"noisier than the upper end of the free levels (log-SNR {hi:.4g}); "
-                         "check start, end and level_range")
+        raise ValueError(f"infeasible constraints: the free levels have an empty range (log-SNR "
+                         f"{lo:.4g} to {hi:.4g}); check start, end and level_range")
     if init_var is not None and (not isinstance(init_var, int | float)
                                  or not math.isfinite(init_var) or init_var < 0):
         raise ValueError(f"init_var must be a finite number >= 0, got {init_var!r}")
     return _Param(sampler.space, int(steps), lo, hi, first, final,
                   None if init_var is None else float(init_var))
+
+
+def _lbfgsb(fun, theta0: np.ndarray, maxiter: int):
+    """L-BFGS-B inside the box ``|theta| <= _THETA_MAX``, restarted (with a fresh curvature
+    memory) after a failed line search, which rounding can cause near an optimum."""
+    theta, nit, nfev = theta0, 0, 0
+    for _ in range(4):
+        res = minimize(fun, theta, jac=True, method="L-BFGS-B",
+                       bounds=[(-_THETA_MAX, _THETA_MAX)] * theta.size,
+                       options={"maxiter": maxiter - nit, "ftol": 1e-10, "gtol": 1e-9})
+        theta, nit, nfev = res.x, nit + int(res.nit), nfev + int(res.nfev)
+        if res.success or not str(res.message).startswith("ABNORMAL") or nit >= maxiter:
+            break
+    return float(res.fun), theta, nit, nfev, bool(res.success), str(res.message)
 
 
 def design_schedule(sampler: Sampler, psd, steps: int, divergence: str = "w2", *,
@@ -381,8 +416,9 @@ def design_schedule(sampler: Sampler, psd, steps: int, divergence: str = "w2", *
     end : float, optional
         Fix the final level (default: clean, alpha-bar 1 / sigma 0).
     level_range : (float, float), optional
-        ``(min, max)`` of the free levels (default :data:`LOGSNR_RANGE` in log-SNR).  Use
-        :func:`symspec.export.level_range` to stay inside a diffusers training schedule.
+        ``(min, max)`` of the free (not fixed) levels (default :data:`LOGSNR_RANGE` in
+        log-SNR).  Use :func:`symspec.export.level_range` to stay inside a diffusers training
+        schedule.
     zero_terminal_snr : bool
         Start from alpha-bar 0 (VP samplers; the initial latent is then exactly the data's
         noisy marginal).
@@ -448,10 +484,8 @@ def design_schedule(sampler: Sampler, psd, steps: int, divergence: str = "w2", *
             J, g = evaluate(theta)
             return J / scale, g / scale
 
-        res = minimize(fun, theta0, jac=True, method="L-BFGS-B",
-                       options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-9})
-        results[name] = (res.fun * scale, res.x, int(res.nit), int(res.nfev), bool(res.success),
-                         str(res.message))
+        f, theta, nit, nfev, ok, msg = _lbfgsb(fun, theta0, maxiter)
+        results[name] = (f * scale, theta, nit, nfev, ok, msg)
     best = min(results, key=lambda k: (results[k][0], starts.index(k)))
     J, theta, nit, nfev, ok, msg = results[best]
     grid = par.grid(theta)[0]

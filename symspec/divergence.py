@@ -21,8 +21,12 @@ def _inputs(psd_data, psd_model, kind, weights):
     if lam.shape != P.shape:
         raise ValueError(f"psd_data and psd_model must have the same shape, got {lam.shape} "
                          f"and {P.shape}")
-    w = np.ones_like(lam) if weights is None else np.broadcast_to(
-        validate_psd(weights, "weights"), lam.shape)
+    w = np.ones_like(lam) if weights is None else validate_psd(weights, "weights")
+    try:
+        w = np.broadcast_to(w, lam.shape)
+    except ValueError:
+        raise ValueError(f"weights must broadcast to the psd shape {lam.shape}, got shape "
+                         f"{w.shape}") from None
     if kind not in DIVERGENCES:
         raise ValueError(f"kind must be one of {DIVERGENCES}, got {kind!r}")
     if kind != "w2" and np.any(((lam == 0) | (P == 0)) & (w > 0)):

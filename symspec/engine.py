@@ -130,7 +130,15 @@ class Step:
         self.t, self.p, self.hist = t, p, tuple(hist)
         self.lam, self.m, self.prediction_type = lam, m, prediction_type
         self._noise = noise
-        self.first, self.last, self.order = key
+        self._key, self.reads = tuple(key), set()
+
+    def _flag(self, i):
+        self.reads.add(i)
+        return self._key[i]
+
+    first = property(lambda self: self._flag(0), doc="Whether this is the first step.")
+    last = property(lambda self: self._flag(1), doc="Whether this is the last step.")
+    order = property(lambda self: self._flag(2), doc="The sampler's ``order(i, n)`` tag here.")
 
     def x0(self, x, at: dn.Level | None = None):
         """Clean estimate from the exact model (answering in the configured prediction type)."""
@@ -187,13 +195,66 @@ class StepMap:
         return self.Q[0, 0]
 
 
-def _tidy(e: sp.Expr) -> sp.Expr:
-    """A compact, numerically well-conditioned form: one factored fraction.
+def opaque(e: sp.Expr, keep: set) -> tuple[sp.Expr, dict]:
+    """``e`` with each largest subexpression free of the symbols ``keep`` made a symbol.
 
-    Each alpha-bar lies in (0, 1).  Simplifying in ``z = (1 - alphabar)/alphabar > 0``,
-    where every square root has a positive radicand, lets SymPy take roots of squares
-    such as ``(1 - alphabar)**2`` without an ``Abs``; then the result returns to alpha-bar.
+    Returns the new expression and the map back.  A step map entry is rational in ``lam``
+    with coefficients that are (often large) expressions of the noise levels; simplifying
+    the rational structure with those coefficients held opaque is fast, and leaves each
+    coefficient as the sampler computes it.
+
+    >>> from symspec.symbols import lam
+    >>> a, b = sp.symbols("a b", positive=True)
+    >>> o, back = opaque(sp.sqrt(a) * lam / (b * lam + sp.log(a)) + a, {lam})
+    >>> len(back), sp.simplify(o.xreplace(back) - sp.sqrt(a) * lam / (b * lam + sp.log(a)) - a)
+    (4, 0)
     """
+    back: dict = {}
+    names: dict = {}
+    deps: dict = {}
+
+    def moves(node):  # does node contain a symbol of keep (memoised: trees share nodes)
+        if node not in deps:
+            deps[node] = node in keep if node.is_Atom else any(map(moves, node.args))
+        return deps[node]
+
+    def name(node):
+        if node.is_Number:
+            return node
+        if node not in names:
+            names[node] = sp.Dummy()
+            back[names[node]] = node
+        return names[node]
+
+    def walk(node):
+        if not moves(node):
+            return name(node)
+        if node.is_Atom:
+            return node
+        if node.is_Add or node.is_Mul:
+            fixed = [a for a in node.args if not moves(a)]
+            moving = [walk(a) for a in node.args if moves(a)]
+            return node.func(*moving, name(node.func(*fixed))) if fixed else node.func(*moving)
+        return node.func(*map(walk, node.args))
+
+    return walk(e), back
+
+
+def _tidy(e: sp.Expr) -> sp.Expr:
+    """A compact, numerically well-conditioned form: one factored fraction in ``lam``.
+
+    Algebraic entries (DDPM, DDIM, Euler, Heun, ...) are simplified whole.  Each alpha-bar
+    lies in (0, 1): simplifying in ``z = (1 - alphabar)/alphabar > 0``, where every square
+    root has a positive radicand, lets SymPy take roots of squares such as
+    ``(1 - alphabar)**2`` without an ``Abs`` and cancel terms like ``(1 - a) + (a - 1)``
+    that would otherwise cancel only in floating point.  Entries with logarithms or
+    exponentials of the levels (multistep solvers in log-SNR) would take minutes that way;
+    their rational structure in ``lam`` is simplified with the level-dependent
+    coefficients held opaque, which keeps each coefficient as the sampler computes it.
+    """
+    if e.has(sp.log, sp.exp):
+        o, back = opaque(e, {S.lam})
+        return sp.factor(sp.cancel(sp.together(o))).xreplace(back)
     abars = [v for v in e.free_symbols if v.name.startswith("alphabar")]
     zs = {a: sp.Dummy(positive=True) for a in abars}
     e = sp.factor(sp.cancel(sp.together(e.subs({a: 1 / (1 + z) for a, z in zs.items()}))))
@@ -222,10 +283,18 @@ def _culprit(e: sp.Expr, vars_: set) -> str:
     return "a non-linear operation"
 
 
+#: maps derived so far, per (sampler, prediction type), with the flags each step read
+_DERIVED: dict[tuple, list[tuple[frozenset, StepMap]]] = {}
+
+
 @functools.cache
 def derive(smp: Sampler, key: tuple = (False, False, 1),
            prediction_type: str = "epsilon") -> StepMap:
     """Derive and certify the linear one-step map of ``smp`` for the step variant ``key``.
+
+    Variants that agree on the flags of ``key`` the step function reads (``c.first``,
+    ``c.last``, ``c.order``) share one derivation: the map returned may carry the ``key`` of
+    the first such variant.
 
     Examples
     --------
@@ -241,6 +310,10 @@ def derive(smp: Sampler, key: tuple = (False, False, 1),
     if prediction_type not in dn.PREDICTION_TYPES:
         raise ValueError(
             f"prediction_type must be one of {dn.PREDICTION_TYPES}, got {prediction_type!r}")
+    done = _DERIVED.setdefault((smp, prediction_type), [])
+    for reads, m in done:
+        if all(key[i] == m.key[i] for i in reads):
+            return m
     lv = level_symbols(smp)
     levels = [make_level(v, smp.space) for v in lv]
     xs = [S.state(i) for i in range(smp.state)]
@@ -276,13 +349,14 @@ def derive(smp: Sampler, key: tuple = (False, False, 1),
             raise NonLinearSamplerError(
                 f"sampler {smp.name!r} returned a {type(e).__name__} as output {k}, "
                 "not an expression in the state") from None
-        coefs = [sp.diff(e, v) for v in vars_]
+        o, back = opaque(e, vset | {S.lam})  # small: level-only parts are symbols
+        coefs = [sp.diff(o, v).xreplace(back) for v in vars_]
         if any(cf.free_symbols & vset for cf in coefs):
             raise NonLinearSamplerError(
                 f"sampler {smp.name!r} is not linear in its state: output {k} contains "
                 f"{_culprit(e, vset)} (in {_where(smp.step, None)}:"
                 f"{smp.step.__code__.co_firstlineno})")
-        rest = sp.simplify(e.subs({v: 0 for v in vars_}))
+        rest = sp.simplify(o.subs({v: 0 for v in vars_}).xreplace(back))
         if rest != 0:
             raise NonLinearSamplerError(
                 f"sampler {smp.name!r} adds a term that is not proportional to the state, "
@@ -294,7 +368,9 @@ def derive(smp: Sampler, key: tuple = (False, False, 1),
     B = sp.ImmutableMatrix(n, q, [v for r in rows for v in r[n:n + q]])
     C = sp.ImmutableMatrix([r[-1] for r in rows])
     Q = (B * B.T).applyfunc(_tidy)
-    return StepMap(smp, key, prediction_type, lv, A, B, C, sp.ImmutableMatrix(Q))
+    m = StepMap(smp, key, prediction_type, lv, A, B, C, sp.ImmutableMatrix(Q))
+    done.append((frozenset(c.reads), m))
+    return m
 
 
 def certify_zero(expr: sp.Expr) -> bool:
@@ -335,6 +411,7 @@ def closed_form(smp: Sampler, steps: int, prediction_type: str = "epsilon",
         sub = dict(zip(m.levels[:2], grid[i:i + 2], strict=True))
         g, q = m.gain.subs(sub), m.noise_var.subs(sub)
         H, N = H * g, g**2 * N + q
-    H, N = sp.factor(sp.simplify(H)), sp.factor(sp.simplify(N))
-    return {"transfer": H, "noise_psd": N, "output_psd": sp.factor(sp.simplify(H**2 * V + N)),
+    # cancel, not simplify: the same rational functions, minutes faster from 3 steps on
+    H, N = sp.factor(sp.cancel(H)), sp.factor(sp.cancel(N))
+    return {"transfer": H, "noise_psd": N, "output_psd": sp.factor(sp.cancel(H**2 * V + N)),
             "V": V, "levels": tuple(grid)}

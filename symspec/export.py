@@ -12,7 +12,8 @@ sampler            diffusers scheduler                         grid
 ``dpmpp``          ``DPMSolverMultistepScheduler``             integer training timesteps
 ``euler``          ``EulerDiscreteScheduler``                  ``sigmas`` (float32)
 ``heun``           ``HeunDiscreteScheduler``                   fractional timesteps whose
-                                                               interpolated sigma is exact
+                                                               interpolated sigma is the
+                                                               designed one (float32)
 =================  ==========================================  =============================
 
 Integer timesteps quantise the designed levels to the nearest training level (in
@@ -33,9 +34,8 @@ from .schedules import Schedule, diffusers_schedule
 
 __all__ = ["to_diffusers", "level_range", "EXPORTERS"]
 
-_LINEAR_OFF = {"clip_sample": False, "thresholding": False, "rescale_betas_zero_snr": False,
-               "use_karras_sigmas": False, "use_exponential_sigmas": False,
-               "use_beta_sigmas": False}
+_LINEAR_OFF = {"clip_sample": False, "thresholding": False, "use_karras_sigmas": False,
+               "use_exponential_sigmas": False, "use_beta_sigmas": False}
 
 
 def _scheduler(cls_name: str, base, **overrides):
@@ -124,7 +124,9 @@ def _dpmsolver(sampler, schedule, base, cfg):
     sch, ab = _scheduler("DPMSolverMultistepScheduler", base, **cfg)
     ts = _timesteps(ab, _vp_grid(sampler, schedule))
     sch.set_timesteps(timesteps=ts.tolist())
-    return sch, diffusers_schedule(ab, ts, "chained", 1.0)
+    sig = sch.sigmas.double().numpy()  # what it runs: its float32 sigmas of those timesteps
+    ab_run = 1 / (1 + sig * sig)
+    return sch, Schedule(ab_run[:-1], ab_run[1:], "vp", 1.0, {"timesteps": ts.tolist()})
 
 
 def _ddim(sampler: Sampler, schedule: Schedule, base):
@@ -159,7 +161,8 @@ def _ve_grid(sampler: Sampler, schedule: Schedule) -> np.ndarray:
 
 def _euler(sampler: Sampler, schedule: Schedule, base):
     sig = _ve_grid(sampler, schedule)
-    sch, _ = _scheduler("EulerDiscreteScheduler", base, timestep_spacing="linspace",
+    # with custom sigmas, "leading" only sets init_noise_sigma = sqrt(sigma_max**2 + 1)
+    sch, _ = _scheduler("EulerDiscreteScheduler", base, timestep_spacing="leading",
                         timestep_type="discrete", final_sigmas_type="zero",
                         interpolation_type="linear")
     sch.set_timesteps(sigmas=sig.tolist())
@@ -213,9 +216,11 @@ def to_diffusers(sampler: Sampler, schedule: Schedule, base=None, *, psd=None,
     -------
     diffusers scheduler
         After ``set_timesteps``; its attribute ``symspec_export`` is a dict with
-        ``scheduler``, ``timesteps`` (or ``None``), ``levels`` (the exported noisy levels in
-        the sampler's space), ``max_logsnr_error`` and, with ``psd``,
-        ``objective_designed``, ``objective_exported`` and ``divergence``.
+        ``scheduler``, ``timesteps`` (integer grids; else ``None``), ``levels`` (the noisy
+        levels the scheduler runs, in the sampler's space: its float32 sigmas where it
+        keeps sigmas), ``max_logsnr_error`` (largest change of a level by the export) and,
+        with ``psd``, ``objective_designed``, ``objective_exported`` (the objective on the
+        levels it runs) and ``divergence``.
 
     Examples
     --------
@@ -223,7 +228,7 @@ def to_diffusers(sampler: Sampler, schedule: Schedule, base=None, *, psd=None,
     >>> s = symspec.Schedule.from_alpha_bar([0.01, 0.3, 0.9, 1.0])
     >>> sch = to_diffusers(symspec.DDPM, s)  # doctest: +SKIP
     >>> sch.timesteps.tolist(), sch.symspec_export["max_logsnr_error"] < 0.02  # doctest: +SKIP
-    ([639, 268, 42], True)
+    ([673, 342, 97], True)
     """
     if not isinstance(sampler, Sampler):
         raise TypeError(f"sampler must be a symspec Sampler, got {type(sampler).__name__}")

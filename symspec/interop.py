@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .engine import Sampler
-from .samplers import DDIM, DDPM
+from .samplers import DDIM, DDPM, DPMPP, EULER, EULER_ANCESTRAL, HEUN, LMS, UNIPC
 from .schedules import Schedule, diffusers_schedule
 
 __all__ = ["from_diffusers", "SUPPORTED_SCHEDULERS"]
@@ -38,8 +38,90 @@ def _ddim(sch, kw) -> tuple[Sampler, Schedule]:
     return DDIM(eta=float(eta)), sched
 
 
+def _sigmas(sch) -> np.ndarray:
+    """The scheduler's own inference sigmas (VE, noisiest first, ending in the final sigma)."""
+    if getattr(sch, "num_inference_steps", None) is None:
+        raise ValueError(f"call {type(sch).__name__}.set_timesteps(...) before from_diffusers")
+    return sch.sigmas.detach().cpu().double().numpy()
+
+
+def _ve(sigmas, sch) -> Schedule:
+    """The VE schedule on ``sigmas``, from the scheduler's initial latent ``init_noise_sigma``."""
+    return Schedule(sigmas[:-1], sigmas[1:], "ve", float(sch.init_noise_sigma) ** 2)
+
+
+def _unsupported(sch, **allowed):
+    """Reject config options outside ``allowed`` (name -> accepted values), naming them."""
+    for opt, ok in allowed.items():
+        value = sch.config.get(opt, ok[0])
+        if value not in ok:
+            raise ValueError(f"{type(sch).__name__} option {opt}={value!r} is not supported; "
+                             f"use {' or '.join(map(repr, ok))}")
+
+
+def _euler(sch, kw) -> tuple[Sampler, Schedule]:
+    _no_kwargs(sch, kw, {"generator", "s_churn", "s_tmin", "s_tmax", "s_noise"})
+    if kw.get("s_churn", 0.0) != 0:
+        raise ValueError(f"s_churn={kw['s_churn']!r} (stochastic churn) is not supported; use 0")
+    return EULER, _ve(_sigmas(sch), sch)
+
+
+def _euler_ancestral(sch, kw) -> tuple[Sampler, Schedule]:
+    _no_kwargs(sch, kw, {"generator"})
+    _unsupported(sch, prediction_type=("epsilon", "v_prediction"))  # diffusers lacks "sample"
+    return EULER_ANCESTRAL, _ve(_sigmas(sch), sch)
+
+
+def _heun(sch, kw) -> tuple[Sampler, Schedule]:
+    _no_kwargs(sch, kw, set())
+    sig = _sigmas(sch)  # s0, s1, s1, s2, s2, ..., s_{N-1}, s_{N-1}, 0: each level twice
+    return HEUN, _ve(np.append(sig[::2], sig[-1]), sch)
+
+
+def _lms(sch, kw) -> tuple[Sampler, Schedule]:
+    _no_kwargs(sch, kw, {"order"})
+    return LMS(order=kw.get("order", 4)), _ve(_sigmas(sch), sch)
+
+
+def _vp(sigmas) -> Schedule:
+    """The VP schedule of a VP-space scheduler that indexes its levels by sigma."""
+    ab = 1 / (1 + sigmas * sigmas)
+    return Schedule(ab[:-1], ab[1:], "vp", 1.0)
+
+
+def _dpmsolver(sch, kw) -> tuple[Sampler, Schedule]:
+    _no_kwargs(sch, kw, {"generator"})
+    _unsupported(sch, algorithm_type=("dpmsolver++", "sde-dpmsolver++"), use_flow_sigmas=(False,),
+                 variance_type=(None,), use_dynamic_shifting=(False,))
+    cfg = sch.config
+    sde = cfg.algorithm_type == "sde-dpmsolver++"
+    if sde and cfg.solver_order == 3:
+        raise ValueError("DPMSolverMultistepScheduler option solver_order=3 is not supported with "
+                         "algorithm_type='sde-dpmsolver++'; use 1 or 2")
+    smp = DPMPP(solver_order=cfg.solver_order, sde=sde, solver_type=cfg.solver_type,
+                lower_order_final=cfg.lower_order_final,
+                euler_at_final=cfg.euler_at_final or cfg.final_sigmas_type == "zero")
+    return smp, _vp(_sigmas(sch))
+
+
+def _unipc(sch, kw) -> tuple[Sampler, Schedule]:
+    _no_kwargs(sch, kw, set())
+    _unsupported(sch, predict_x0=(True,), use_flow_sigmas=(False,), use_dynamic_shifting=(False,))
+    if sch.solver_p is not None:
+        raise ValueError("UniPCMultistepScheduler option solver_p is not supported; use None")
+    cfg = sch.config
+    smp = UNIPC(solver_order=cfg.solver_order, solver_type=cfg.solver_type,
+                lower_order_final=cfg.lower_order_final,
+                disable_corrector=tuple(sorted(sch.disable_corrector)))
+    return smp, _vp(_sigmas(sch))
+
+
 #: diffusers scheduler class name -> converter
-SUPPORTED_SCHEDULERS: dict[str, Callable] = {"DDPMScheduler": _ddpm, "DDIMScheduler": _ddim}
+SUPPORTED_SCHEDULERS: dict[str, Callable] = {
+    "DDPMScheduler": _ddpm, "DDIMScheduler": _ddim, "EulerDiscreteScheduler": _euler,
+    "EulerAncestralDiscreteScheduler": _euler_ancestral, "HeunDiscreteScheduler": _heun,
+    "LMSDiscreteScheduler": _lms, "DPMSolverMultistepScheduler": _dpmsolver,
+    "UniPCMultistepScheduler": _unipc}
 
 
 def _no_kwargs(sch, kw, allowed):

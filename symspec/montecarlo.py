@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .engine import Sampler, Step, make_level, variant
-from .numeric import _levels, validate_psd
+from .numeric import _levels, validate_mean, validate_psd
 from .schedules import Schedule
 
 __all__ = ["sample"]
@@ -31,11 +31,16 @@ def sample(sampler: Sampler, schedule: Schedule, psd, n: int, *, mean=None,
     lam_grid = validate_psd(psd)
     shape = lam_grid.shape
     lam = lam_grid.ravel()
-    m = 0.0 if mean is None else np.broadcast_to(np.asarray(mean, float), shape).ravel()
+    m = 0.0 if mean is None else validate_mean(mean, shape)
     sched = schedule.to_space(sampler.space)
     rng = np.random.default_rng(seed)
-    x = (rng.standard_normal((n, lam.size)) * np.sqrt(sched.init_var) if x_init is None
-         else np.array(x_init, dtype=np.float64).reshape(n, lam.size))
+    if x_init is None:
+        x = rng.standard_normal((n, lam.size)) * np.sqrt(sched.init_var)
+    elif np.size(x_init) != n * lam.size:
+        raise ValueError(f"x_init must have shape (n, *psd.shape) = {(n, *shape)}, "
+                         f"got {np.shape(x_init)}")
+    else:
+        x = np.array(x_init, dtype=np.float64).reshape(n, lam.size)
     state = [x] + [np.zeros_like(x) for _ in range(sampler.state - 1)]
     for i in range(sched.steps):
         lv = [make_level(v, sampler.space) for v in _levels(sched, sampler, i)]

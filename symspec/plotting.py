@@ -7,7 +7,7 @@ import numpy as np
 from .spectra import radial_profile
 
 __all__ = ["plot_spectra", "plot_transfer", "plot_profiles", "plot_ratio",
-           "plot_psd_fit"]
+           "plot_psd_fit", "plot_convergence", "plot_schedules"]
 
 
 def _axes(ax):
@@ -81,10 +81,8 @@ def plot_profiles(curves: dict, ax=None, *, ylabel: str = "", title: str = "",
     for label, v in curves.items():
         f, p = radial_profile(np.asarray(v, dtype=float))
         ax.plot(f[f > 0], p[f > 0], label=label)
-    ax.set(xscale="log", yscale="log" if logy else "linear",
-           xlabel="|f| (cycles/sample)", ylabel=ylabel, title=title)
-    ax.legend(fontsize=7)
-    return ax
+    ax.set(xscale="log", yscale="log" if logy else "linear")
+    return _finish(ax, xlabel="|f| (cycles/sample)", ylabel=ylabel, title=title)
 
 
 def plot_ratio(psd, outputs: dict, ax=None):
@@ -125,5 +123,70 @@ def plot_psd_fit(psd, fit=None, ax=None, label: str = "data"):
                   label=f"{fit.model}: {params}")
     ax.set(xlabel="|f| (cycles/sample)", ylabel="variance per mode", title="Data spectrum")
     ax.xaxis.set_minor_formatter("")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_convergence(steps, values: dict, ax=None, *, ylabel: str = "error", title: str = "",
+                     slopes=()):
+    """Quantities against the number of steps, log-log, with reference slopes ``N**-k``.
+
+    Parameters
+    ----------
+    steps : array_like
+        Step counts, shared by every curve.
+    values : dict
+        ``{label: array}``, one positive value per step count (an error or a divergence).
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure by default.
+    ylabel, title : str
+        Axis label and title.
+    slopes : sequence of float
+        Orders ``k`` of dotted reference lines ``N**-k``, drawn through the first point of
+        the first curve.
+
+    Examples
+    --------
+    >>> ax = plot_convergence([10, 20, 40], {"Euler": [0.1, 0.05, 0.025]}, slopes=[1])
+    >>> [line.get_label() for line in ax.lines]
+    ['Euler', '$N^{-1}$']
+    """
+    n = np.asarray(steps, dtype=float)
+    ax = _axes(ax)
+    for label, v in values.items():
+        v = np.asarray(v, dtype=float)
+        if v.shape != n.shape:
+            raise ValueError(f"values[{label!r}] has shape {v.shape}, steps has {n.shape}")
+        ax.loglog(n, v, "o-", ms=3, label=label)
+    if len(slopes) and values:
+        y0 = float(np.asarray(next(iter(values.values())), dtype=float)[0])
+        for k in slopes:
+            ax.loglog(n, y0 * (n / n[0]) ** -k, "k:", lw=1, label=f"$N^{{-{k:g}}}$")
+    ax.set(xlabel="steps N", ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_schedules(schedules: dict, ax=None):
+    """Noise levels as log-SNR ``log(alphabar / (1 - alphabar))`` against step fraction.
+
+    Each chained schedule (``{label: Schedule}``, VP or VE) is drawn through its ``N + 1``
+    levels at fractions ``0, 1/N, ..., 1``; a clean final level (infinite log-SNR) is left
+    out.
+
+    Examples
+    --------
+    >>> from symspec.schedules import Schedule
+    >>> ax = plot_schedules({"a": Schedule.from_alpha_bar([0.1, 0.5, 1.0])})
+    >>> ax.lines[0].get_ydata().round(3).tolist()
+    [-2.197, 0.0]
+    """
+    ax = _axes(ax)
+    for label, sched in schedules.items():
+        ab = sched.alpha_bar
+        keep = ab < 1
+        frac = np.linspace(0, 1, ab.size)[keep]
+        ax.plot(frac, np.log(ab[keep] / (1 - ab[keep])), ".-", label=label)
+    ax.set(xlabel="fraction of steps", ylabel="log-SNR", title="Noise schedules")
     ax.legend(fontsize=7)
     return ax

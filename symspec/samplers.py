@@ -46,7 +46,7 @@ def ddim(c, x, *, eta=0):
 # -- sigma-based (VE) samplers: the state is x = x0 + sigma * eps ------------------------
 
 def _slope(c, x, at):
-    """``dx/dsigma`` of the probability-flow ODE in sigma at level ``at``: ``(x - x0_hat)/sigma``."""
+    """``dx/dsigma`` of the probability-flow ODE at level ``at``: ``(x - x0_hat)/sigma``."""
     return (x - c.x0(x, at=at)) / at.sigma
 
 
@@ -58,7 +58,7 @@ def euler(c, x):
 
 @sampler(space="ve")
 def heun(c, x):
-    """Heun's method, EDM Alg. 1 without churn (Karras et al. 2022); plain Euler on the last step."""
+    """Heun's method, EDM Alg. 1 without churn (Karras et al. 2022); Euler on the last step."""
     dt = c.p.sigma - c.t.sigma
     d = _slope(c, x, c.t)
     x_euler = x + dt * d
@@ -172,7 +172,7 @@ def dpmpp(c, x, m1, m2, *, solver_order=2, sde=False, solver_type="midpoint",
     r1 = (c.hist[0].logsnr - c.hist[1].logsnr) / h
     d2 = (d1 - (m1 - m2) / r1) / (r0 + r1)
     return (x_next + t.alpha * ((E - 1) / h + 1) * (d1 + r0 * d2)
-            - t.alpha * ((E - 1 + h) / h**2 - 0.5) * d2, m0, m1)
+            - t.alpha * (2 * (E - 1 + h) - h**2) / (2 * h**2) * d2, m0, m1)
 
 
 def _unipc_order(i, n, *, solver_order=2, lower_order_final=True, disable_corrector=(), **_):
@@ -194,19 +194,19 @@ def _unipc(t, s, hist, x, m0, ms, order, m_t=None, bh2=True):
     b_h = e - 1 if bh2 else hh
     rks = [(lv.logsnr - s.logsnr) / -hh for lv in hist[:order - 1]] + [1]
     if order == 1 or (order == 2 and not corrector):
-        rho = [0.5]
+        rho2 = [1]  # rho = 1/2, kept as the integer 2 * rho
     else:  # rho solves sum_j rks[j]**i rho[j] = b[i]: rho[j] = b . (Lagrange polynomial j)
-        b, phi, fact = [], (e - 1) / hh - 1, 1
+        b, phi, fact = [], (e - 1 - hh) / hh, 1
         for i in range(1, order + 1):
-            b.append(phi * fact / b_h)
+            b.append(2 * phi * fact / b_h)
             fact *= i + 1
-            phi = phi / hh - 1 / fact
+            phi = (phi * fact - hh) / (hh * fact)
         nodes = rks if corrector else rks[:-1]
-        rho = [sum(map(operator.mul, b, _lagrange(nodes, j))) for j in range(len(nodes))]
-    res = sum(r * (mi - m0) / rk for r, mi, rk in zip(rho[:order - 1], ms, rks))
+        rho2 = [sum(map(operator.mul, b, _lagrange(nodes, j))) for j in range(len(nodes))]
+    res = sum(r * (mi - m0) / rk for r, mi, rk in zip(rho2[:order - 1], ms, rks, strict=False))
     if corrector:
-        res = res + rho[-1] * (m_t - m0)
-    return x_new - t.alpha * b_h * res
+        res = res + rho2[-1] * (m_t - m0)
+    return x_new - t.alpha * b_h * res / 2
 
 
 @sampler(space="vp", state=4, history=3, order=_unipc_order)
