@@ -49,10 +49,15 @@ def parse_option(text: str) -> tuple[str, object]:
         return name, value
 
 
+PSD_MODELS = "powerlaw:ALPHA[:SIZE], photos[:SIZE], white[:SIZE]"
+PSD_HELP = "FILE.npy, FILE.npz (array 'psd') or a model: " + PSD_MODELS
+
+
 def parse_psd(spec: str) -> np.ndarray:
     """A PSD from a file (``.npy``, ``.npz`` with key ``psd``) or a built-in model.
 
-    Models: ``powerlaw:ALPHA[:SIZE]`` (a SIZE x SIZE grid, default 32), ``white[:SIZE]``.
+    Models: ``powerlaw:ALPHA[:SIZE]`` (a SIZE x SIZE grid, default 32), ``white[:SIZE]``,
+    ``photos[:SIZE]`` (the photos bundled with scikit-learn, :func:`~symspec.spectra.photo_psd`).
 
     >>> parse_psd("powerlaw:2:8").shape
     (8, 8)
@@ -63,13 +68,18 @@ def parse_psd(spec: str) -> np.ndarray:
     m = re.fullmatch(r"powerlaw:([0-9.]+)(?::(\d+))?", spec)
     if m:
         return power_law((int(m.group(2) or 32),) * 2, float(m.group(1)))
+    m = re.fullmatch(r"photos(?::(\d+))?", spec)
+    if m:
+        from .spectra import photo_psd
+
+        return np.array(photo_psd(int(m.group(1) or 32)))
     m = re.fullmatch(r"white(?::(\d+))?", spec)
     if m:
         n = int(m.group(1) or 32)
         return np.full((n, n), 0.25)
     path = Path(spec)
     if not path.exists():
-        raise ValueError(f"--psd: no such file {spec!r} (or use powerlaw:ALPHA[:SIZE], white)")
+        raise ValueError(f"--psd: no such file {spec!r} (or a model: {PSD_MODELS})")
     try:
         if path.suffix == ".npz":
             with np.load(path) as z:
@@ -150,7 +160,7 @@ def add_response(sub):
     p.add_argument("--eta", type=float)
     p.add_argument("--option", action="append", metavar="NAME=VALUE")
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--psd", default="powerlaw:2", help="FILE.npy|FILE.npz|powerlaw:ALPHA[:SIZE]")
+    p.add_argument("--psd", default="powerlaw:2", help=PSD_HELP)
     p.add_argument("--beta-schedule", default="linear",
                    choices=["linear", "scaled_linear", "squaredcos_cap_v2"])
     p.add_argument("--spacing", default="leading", choices=["leading", "trailing", "linspace"])
@@ -314,7 +324,7 @@ def cmd_psd(args) -> int:
 
 # -- design, compare, diagnose (schedule design) -----------------------------------------
 def _design_args(p):
-    p.add_argument("--psd", default="powerlaw:2", help="FILE.npy|FILE.npz|powerlaw:ALPHA[:SIZE]")
+    p.add_argument("--psd", default="powerlaw:2", help=PSD_HELP)
     p.add_argument("--sampler", default="ddim", help="sampler name")
     p.add_argument("--eta", type=float, help="DDIM eta")
     p.add_argument("--option", action="append", metavar="NAME=VALUE", help="sampler option")

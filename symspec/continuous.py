@@ -18,13 +18,18 @@ the closed forms on a schedule and :func:`discretisation_error` compares a sampl
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
+from . import denoiser as dn
 from . import symbols as S
 from .engine import Sampler, make_level
 from .numeric import Response, lambdify_modes, spectral_response, validate_mean, validate_psd
 from .schedules import Schedule
+
+if TYPE_CHECKING:  # arrays pass through; this module computes nothing with NumPy itself
+    import numpy as np
 
 __all__ = ["KINDS", "moment_odes", "closed_forms", "certify", "reference",
            "discretisation_error"]
@@ -90,19 +95,24 @@ def closed_forms(kind: str, space: str) -> dict[str, sp.Expr]:
     """
     _check(kind, space)
     u0, u1 = S.level("start", space), S.level("end", space)
-    L0, L1 = make_level(u0, space), make_level(u1, space)
+    return {**_forms(kind, make_level(u0, space), make_level(u1, space)), "levels": (u0, u1),
+            "V": _V}
+
+
+def _forms(kind: str, L0: dn.Level, L1: dn.Level) -> dict[str, sp.Expr]:
+    """The closed forms between two levels, written to evaluate without cancellation."""
     D0, D1 = L0.marginal(S.lam), L1.marginal(S.lam)
+    a0, a1 = L0.alpha, L1.alpha
     if kind == "ode":
         H = sp.sqrt(D1 / D0)
         log_h = (sp.log(D1) - sp.log(D0)) / 2
         noise = sp.Integer(0)
     else:
-        H = L0.alpha / L1.alpha * D1 / D0
-        log_h = sp.log(L0.alpha) - sp.log(L1.alpha) + sp.log(D1) - sp.log(D0)
-        noise = D1 - H**2 * D0
+        H = D1 / D0 * a0 / a1
+        log_h = sp.log(a0) - sp.log(a1) + sp.log(D1) - sp.log(D0)
+        noise = D1 * (a1**2 * L0.sigma**2 - a0**2 * L1.sigma**2) / (a1**2 * D0)  # D1 - H^2 D0
     return {"transfer": H, "log_transfer": log_h, "noise_psd": noise,
-            "output_psd": H**2 * _V + noise, "output_mean": (L1.alpha - H * L0.alpha) * S.mean,
-            "levels": (u0, u1), "V": _V}
+            "output_psd": H**2 * _V + noise, "output_mean": (a1 - H * a0) * S.mean}
 
 
 def certify(kind: str, space: str) -> bool:
@@ -124,10 +134,16 @@ def certify(kind: str, space: str) -> bool:
 
 
 @functools.cache
-def _compiled(kind: str, space: str):
-    cf = closed_forms(kind, space)
+def _compiled(kind: str):
+    """The closed forms as a function of ``lam, m, V`` and each level's ``alpha, sigma``.
+
+    Passing ``sigma`` itself (not ``1 - alpha-bar`` recomputed inside) keeps the marginal
+    ``alpha**2 lam + sigma**2`` a sum of positive terms at every level.
+    """
+    a0, s0, a1, s1 = sp.symbols("a0 s0 a1 s1", positive=True)
+    f = _forms(kind, dn.Level(a0, s0), dn.Level(a1, s1))
     keys = ("transfer", "log_transfer", "noise_psd", "output_psd", "output_mean")
-    return lambdify_modes((S.lam, S.mean, cf["V"], *cf["levels"]), [cf[k] for k in keys])
+    return lambdify_modes((S.lam, S.mean, _V, a0, s0, a1, s1), [f[k] for k in keys])
 
 
 def reference(kind: str, schedule: Schedule, psd, *, mean=None) -> Response:
@@ -147,14 +163,14 @@ def reference(kind: str, schedule: Schedule, psd, *, mean=None) -> Response:
         raise TypeError(f"schedule must be a symspec Schedule, got {type(schedule).__name__}")
     lam = validate_psd(psd)
     m = 0.0 if mean is None else validate_mean(mean, lam.shape).reshape(lam.shape)
-    u0, u1 = float(schedule.start[0]), float(schedule.end[-1])
-    out = _compiled(kind, schedule.space)(lam, m, schedule.init_var, u0, u1)
+    L0, L1 = (make_level(float(u), schedule.space) for u in (schedule.start[0], schedule.end[-1]))
+    out = _compiled(kind)(lam, m, schedule.init_var, L0.alpha, L0.sigma, L1.alpha, L1.sigma)
     H, log_h, noise, psd_out, mu = (lam * 0.0 + v for v in out)  # constants as arrays
     return Response(H, log_h, noise, psd_out, None if mean is None else mu, schedule.init_var)
 
 
 def discretisation_error(sampler: Sampler, schedule: Schedule, psd, *, kind: str,
-                         prediction_type: str = "epsilon"):
+                         prediction_type: str = "epsilon") -> np.ndarray:
     """Per-mode output PSD of ``sampler`` on ``schedule`` minus the exact ``kind`` reference.
 
     Both are in the sampler's space and start from the schedule's initial latent.

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sympy as sp
+from sympy.core.function import Application
 
 from . import denoiser as dn
 from . import symbols as S
@@ -99,7 +100,44 @@ def sampler(space: str = "vp", state: int = 1, history: int | None = None,
     name : str, optional
         Defaults to the function's name.
 
-    Keyword-only arguments of the step function with defaults are the sampler's options.
+    Notes
+    -----
+    The step function is called as ``step(c, x, *history, **options)`` and returns the next
+    state (``x`` alone, or a tuple of ``state`` values).  ``c`` is a :class:`Step`:
+
+    * ``c.t``, ``c.p``: the current and next :class:`~symspec.denoiser.Level` (attributes
+      ``alpha``, ``sigma``, ``alpha_bar``, ``sigma_ve``, ``logsnr``); ``c.hist``: earlier
+      levels, most recent first.  Build other levels with ``Level.vp`` / ``Level.ve``.
+    * ``c.x0(x, at=level)``, ``c.eps(x, at=level)``: the exact denoiser (default level
+      ``c.t``); ``c.noise()``: a fresh standard normal draw.
+    * ``c.first``, ``c.last``, ``c.order``: structural flags, ordinary Python values.
+
+    Keyword-only arguments with defaults are the sampler's options (hashable values).
+    Functions of the levels use :mod:`symspec.ops` (``sqrt``, ``exp``, ``log``, ``expm1``),
+    so one definition runs on SymPy symbols (:func:`derive`) and on arrays
+    (:func:`symspec.sample`).  The step must be linear in the state, the noise and the data
+    mean: clipping, thresholding, branching on values of the state, or a function of the
+    state raise :class:`NonLinearSamplerError`, naming the operation and the line.
+
+    Examples
+    --------
+    Euler on the probability-flow ODE in sigma, ``dx/dsigma = (x - x0_hat) / sigma``:
+
+    >>> @sampler(space="ve")
+    ... def my_euler(c, x):
+    ...     return x + (c.p.sigma - c.t.sigma) * (x - c.x0(x)) / c.t.sigma
+    >>> derive(my_euler).gain
+    (lambda + sigma_p*sigma_t)/(lambda + sigma_t**2)
+
+    Branching on the state is refused:
+
+    >>> @sampler(space="ve")
+    ... def clipped(c, x):
+    ...     return c.x0(x) if c.x0(x) > 0 else 0 * x
+    >>> derive(clipped)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    symspec.engine.NonLinearSamplerError: sampler 'clipped' branches on the value of the state...
     """
     if space not in ("vp", "ve"):
         raise ValueError(f"space must be 'vp' or 've', got {space!r}")
@@ -222,6 +260,8 @@ def opaque(e: sp.Expr, keep: set) -> tuple[sp.Expr, dict]:
         if node.is_Number:
             return node
         if node not in names:
+            if -node in names:  # one symbol for a - b and b - a: they cancel exactly
+                return -names[-node]
             names[node] = sp.Dummy()
             back[names[node]] = node
         return names[node]
@@ -240,19 +280,36 @@ def opaque(e: sp.Expr, keep: set) -> tuple[sp.Expr, dict]:
     return walk(e), back
 
 
+def simplifies_whole(e: sp.Expr) -> bool:
+    """Whether a step-map entry is simplified whole (else with its level coefficients opaque).
+
+    Whole: algebraic entries of one step (two levels: DDPM, DDIM, Euler, Heun, ...).
+    Opaque: entries with logarithms or exponentials of the levels (solvers in log-SNR), which
+    would take minutes, and multistep entries mixing more levels, whose expanded polynomials
+    cancel catastrophically when the steps are small (LMS-4 lost 1e-4 of its output at
+    16,384 steps that way).
+
+    >>> from symspec.symbols import lam, level
+    >>> t, p, h = level("t", "ve"), level("p", "ve"), level("h1", "ve")
+    >>> simplifies_whole(t * lam / (lam + p)), simplifies_whole(t * lam / (lam + p + h))
+    (True, False)
+    """
+    levels = [v for v in e.free_symbols if v.name.startswith(("alphabar_", "sigma_"))]
+    return not e.has(sp.log, sp.exp) and len(levels) <= 2
+
+
 def _tidy(e: sp.Expr) -> sp.Expr:
     """A compact, numerically well-conditioned form: one factored fraction in ``lam``.
 
-    Algebraic entries (DDPM, DDIM, Euler, Heun, ...) are simplified whole.  Each alpha-bar
+    Entries that :func:`simplifies_whole` are simplified whole.  Each alpha-bar
     lies in (0, 1): simplifying in ``z = (1 - alphabar)/alphabar > 0``, where every square
     root has a positive radicand, lets SymPy take roots of squares such as
     ``(1 - alphabar)**2`` without an ``Abs`` and cancel terms like ``(1 - a) + (a - 1)``
-    that would otherwise cancel only in floating point.  Entries with logarithms or
-    exponentials of the levels (multistep solvers in log-SNR) would take minutes that way;
-    their rational structure in ``lam`` is simplified with the level-dependent
-    coefficients held opaque, which keeps each coefficient as the sampler computes it.
+    that would otherwise cancel only in floating point.  Other entries have their rational
+    structure in ``lam`` simplified with the level-dependent coefficients held opaque,
+    which keeps each coefficient as the sampler computes it.
     """
-    if e.has(sp.log, sp.exp):
+    if not simplifies_whole(e):
         o, back = opaque(e, {S.lam})
         return sp.factor(sp.cancel(sp.together(o))).xreplace(back)
     abars = [v for v in e.free_symbols if v.name.startswith("alphabar")]
@@ -272,11 +329,17 @@ def _where(fn: Callable, tb) -> str:
     return f"{src}:{line}" if line else src
 
 
+def _last_frame(tb):
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code
+
+
 def _culprit(e: sp.Expr, vars_: set) -> str:
     for node in sp.preorder_traversal(e):
         if isinstance(node, sp.Pow) and node.base.free_symbols & vars_:
             return f"a power {node}"
-        if isinstance(node, sp.Function) and node.free_symbols & vars_:
+        if isinstance(node, Application) and node.free_symbols & vars_:  # sin, Abs, Max, ...
             return f"{type(node).__name__}(...) of the state"
         if isinstance(node, sp.Mul) and sum(bool(a.free_symbols & vars_) for a in node.args) > 1:
             return f"a product of state or noise terms, {node}"
@@ -329,7 +392,10 @@ def derive(smp: Sampler, key: tuple = (False, False, 1),
     except NonLinearSamplerError:
         raise
     except Exception as exc:  # report where in the user's definition it failed
-        where = _where(smp.step, sys.exc_info()[2])
+        tb = sys.exc_info()[2]
+        if isinstance(exc, ValueError) and _last_frame(tb) is smp.step.__code__:
+            raise  # the definition itself rejects an option value
+        where = _where(smp.step, tb)
         if isinstance(exc, TypeError) and "truth value" in str(exc):
             msg = "branches on the value of the state or noise, which is not linear"
         else:

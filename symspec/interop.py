@@ -165,6 +165,14 @@ def from_diffusers(scheduler, **step_kwargs) -> tuple[Sampler, Schedule]:
     to ``scheduler.step`` (``eta`` for DDIM).  The schedule's ``meta`` records the
     timesteps and the prediction type.
 
+    The scheduler's own levels are read after ``set_timesteps``: alpha-bars by timestep
+    (DDPM, DDIM), or its ``sigmas``.  Euler, Euler ancestral, Heun and LMS step the VE
+    sample ``x = x0 + sigma eps`` from a latent of variance ``init_noise_sigma**2``; the
+    model sees ``scale_model_input(x)``, the VP sample at alpha-bar ``1/(1 + sigma**2)``.
+    DPM-Solver++ and UniPC step that VP sample directly.  Options that are not linear or
+    not modelled (``thresholding``, ``use_flow_sigmas``, ``algorithm_type="dpmsolver"``,
+    ``s_churn > 0``, ...) raise a ``ValueError`` naming the option.
+
     Examples
     --------
     >>> from diffusers import DDIMScheduler  # doctest: +SKIP

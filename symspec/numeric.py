@@ -16,9 +16,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
+from scipy.linalg.blas import daxpy
 
 from . import symbols as S
-from .engine import Sampler, StepMap, derive, opaque, variant
+from .engine import (
+    NonLinearSamplerError,
+    Sampler,
+    StepMap,
+    derive,
+    opaque,
+    simplifies_whole,
+    variant,
+)
 from .schedules import Schedule
 
 __all__ = ["Response", "spectral_response", "compiled", "validate_psd", "validate_mean",
@@ -154,9 +163,9 @@ def _rational(num, den, lam, dens, new=lambda: None):
 
 
 def _as_rational(e: sp.Expr):
-    # as in engine._tidy: with logs of the levels, the coefficients are held opaque (fast);
-    # algebraic entries are expanded whole, so that their terms cancel exactly
-    o, back = opaque(e, {S.lam}) if e.has(sp.log, sp.exp) else (e, {})
+    # as in engine._tidy: one-step algebraic entries are expanded whole, so that their terms
+    # cancel exactly; the others keep their level coefficients opaque
+    o, back = (e, {}) if simplifies_whole(e) else opaque(e, {S.lam})
     num, den = sp.fraction(sp.together(o))
     try:
         pn, pd = sp.Poly(num, S.lam), sp.Poly(den, S.lam)
@@ -283,6 +292,8 @@ def spectral_response(sampler: Sampler, schedule: Schedule, psd, *, mean=None,
             try:
                 ent = compiled(sampler, variant(sampler, i, n), prediction_type).entries(
                     lam, _levels(sched, sampler, i), m is not None, pool)
+            except NonLinearSamplerError:
+                raise
             except (ValueError, ZeroDivisionError, OverflowError, FloatingPointError) as exc:
                 raise ValueError(f"step {i} of {sampler.name!r} cannot be evaluated at levels "
                                  f"{_levels(sched, sampler, i)}: {exc}") from None
@@ -298,7 +309,7 @@ def spectral_response(sampler: Sampler, schedule: Schedule, psd, *, mean=None,
                 cov, tr, mu = _step_general(ent, k, cov, tr, mu, m, pool.new)
                 pool.recycle([*tr, *cov.values(), *(mu or ())])
             if i % 32 == 31:  # keep the transfer in range: mantissa and binary exponent
-                texp += _renormalise(tr)
+                texp += _renormalise(tr, pool)
     if traj is not None:
         _record(traj, cov, tr, texp, sched.init_var)
     cov[0, 0] = _dense(cov[0, 0], M)
@@ -329,18 +340,21 @@ def _float_errors(sampler: Sampler):
                              "gains or noise grow without bound on this schedule") from None
 
 
-def _renormalise(tr):
-    """Scale the transfer column to about 1 per mode; return the binary exponents taken out."""
-    big = np.abs(tr[0])
+def _renormalise(tr, pool=None):
+    """Scale the transfer column to about 1 per mode; return the binary exponents taken out.
+
+    Work arrays come from ``pool`` if given.
+    """
+    new = (lambda: None) if pool is None else pool.new
+    big = np.abs(tr[0], out=new())
     for v in tr[1:]:
         if v is not None:
-            np.maximum(big, np.abs(v), out=big)
-    _, e = np.frexp(big)
-    e = np.where(big > 0, e, 0)
-    scale = np.ldexp(1.0, -e)
+            np.maximum(big, np.abs(v, out=new()), out=big)
+    _, e = np.frexp(big, out=(big, None))  # the exponent of 0 is 0
+    scale = np.ldexp(1.0, np.negative(e, out=e), out=big)
     for v in {id(v): v for v in tr if v is not None}.values():  # entries may share an array
         v *= scale
-    return e
+    return np.negative(e, out=e)
 
 
 def _dense(v, size):
@@ -367,14 +381,16 @@ def _step_general(ent, k, cov, tr, mu, m, new):
         if kind == "A":
             rows[i].append((j, v))
     if any(v is not None for v in cov.values()) or any(key[0] == "Q" for key in ent):
-        AS = [[_dot(row, [cov[min(a, j), max(a, j)] for a in range(k)], new)
-               for j in range(k)] for row in rows]
-        cov = {(i, j): _add(_dot(rows[j], AS[i], new), ent.get(("Q", i, j)))
+        need = {(i, b) for i in range(k) for j in range(i, k) for b, _ in rows[j]}
+        AS = {(i, b): _dot(rows[i], [cov[min(a, b), max(a, b)] for a in range(k)], new)
+              for i, b in need}  # the entries of A S that (A S) A^T reads
+        cov = {(i, j): _add(_dot(rows[j], {b: AS[i, b] for b, _ in rows[j]}, new),
+                            ent.get(("Q", i, j)), new)
                for i in range(k) for j in range(i, k)}
     tr = [_dot(row, tr, new) for row in rows]
     if mu is not None:
-        mu = [_add(_dot(row, mu, new), None if (c := ent.get(("C", i, 0))) is None else c * m)
-              for i, row in enumerate(rows)]
+        mu = [_add(_dot(row, mu, new), None if (c := ent.get(("C", i, 0))) is None else c * m,
+                   new) for i, row in enumerate(rows)]
     return cov, tr, mu
 
 
@@ -382,12 +398,16 @@ def _dot(row, values, new):
     """``sum(c * values[j])`` over a sparse row, skipping zeros (``None``); ``None`` if all are.
 
     Products and sums go to arrays from ``new()``; a single term with coefficient 1 is
-    ``values[j]`` itself.
+    ``values[j]`` itself.  Terms with a scalar coefficient are added by BLAS ``daxpy`` in
+    one pass, after the terms with per-mode coefficients.
     """
     out = owned = None
-    for j, c in row:
+    for j, c in sorted(row, key=lambda jc: type(jc[1]) is float):
         v = values[j]
         if v is None:
+            continue
+        if owned and type(c) is float and isinstance(v, np.ndarray) and isinstance(out, np.ndarray):
+            daxpy(v, out, a=c)  # out += c * v, in place
             continue
         one = type(c) is float and c == 1.0
         t = v if one else np.multiply(c, v, out=new())
@@ -400,8 +420,11 @@ def _dot(row, values, new):
     return out
 
 
-def _add(a, b):
-    return a if b is None else b if a is None else a + b
+def _add(a, b, new):
+    """``a + b`` (in an array from ``new()``), where ``None`` is zero."""
+    if a is None or b is None:
+        return a if b is None else b
+    return np.add(a, b, out=new()) if np.ndim(a) or np.ndim(b) else a + b
 
 
 # =======================================================================================

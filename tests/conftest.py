@@ -22,4 +22,4 @@ def pytest_terminal_summary(terminalreporter):
     if _WORST:
         terminalreporter.section("worst deviations")
         for name in sorted(_WORST):
-            terminalreporter.write_line(f"{name:58s} {_WORST[name]:10.3e}")
+            terminalreporter.write_line(f"{name:64s} {_WORST[name]:10.3e}")

@@ -7,49 +7,16 @@ scheduler's noise source by unit pulses, one run per draw, gives every coefficie
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib
 from unittest import mock
 
 import numpy as np
 import torch
 
+from symspec.verify import as_float64, exact_model, pulse_noise
 
-def exact_model(x, ab, lam, pred, mean=None):
-    """The exact MMSE model output for a VP sample ``x`` at alpha-bar ``ab``."""
-    a, s = ab.sqrt(), (1 - ab).sqrt()
-    m = torch.zeros_like(lam) if mean is None else mean
-    D = ab * lam + 1 - ab
-    x0 = m + a * lam / D * (x - a * m)
-    eps = s / D * (x - a * m)
-    return {"epsilon": eps, "sample": x0, "v_prediction": a * eps - s * x0}[pred]
-
-
-def as_float64(sch):
-    """A deep copy of ``sch`` whose tensors are float64."""
-    sch = copy.deepcopy(sch)
-    for k, v in list(vars(sch).items()):
-        if isinstance(v, torch.Tensor) and v.is_floating_point():
-            setattr(sch, k, v.double())
-    return sch
-
-
-@contextlib.contextmanager
-def pulse_noise(module_name, pulses):
-    """Replace ``randn_tensor`` in a scheduler module by draws from the list ``pulses``."""
-    mod = importlib.import_module(module_name)
-    it = iter(pulses)
-    calls = []
-
-    def fake(shape, generator=None, device=None, dtype=None, layout=None):
-        calls.append(shape)
-        return next(it).reshape(shape).to(torch.float64)
-
-    if not hasattr(mod, "randn_tensor"):  # a deterministic scheduler
-        yield calls
-        return
-    with mock.patch.object(mod, "randn_tensor", fake):
-        yield calls
+__all__ = ["as_float64", "exact_model", "pulse_noise", "float64_only", "run", "sample",
+           "response"]
 
 
 class _Torch64:

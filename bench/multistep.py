@@ -1,0 +1,45 @@
+"""Speed of multistep (matrix-state) samplers against the one-step recurrence of DDIM.
+
+``spectral_response`` for 1000 steps on 65,536 modes: DDIM (a 1x1 state) is the baseline;
+the multistep samplers propagate a 2-4 dimensional state per mode.  Best of ``REPEATS``,
+interleaved, after one warm-up call that derives and compiles the maps.  Goal: <= 2x.
+
+Run: ``python bench/multistep.py``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import symspec
+
+STEPS, MODES, REPEATS, GOAL = 1000, 65_536, 5, 2.0
+
+
+def main() -> None:
+    sched = symspec.Schedule.from_sigmas(np.append(np.geomspace(80.0, 0.03, STEPS), 0.0))
+    lam = np.geomspace(1e-4, 1e4, MODES)
+    cases = {"DDIM (baseline)": symspec.DDIM, "DPM-Solver++ 2M": symspec.DPMPP,
+             "DPM-Solver++ 3M": symspec.DPMPP(solver_order=3), "UniPC-2": symspec.UNIPC,
+             "UniPC-3": symspec.UNIPC(solver_order=3), "LMS-4": symspec.LMS,
+             "SDE-DPM-Solver++ 2M": symspec.DPMPP(sde=True), "Heun (one-step)": symspec.HEUN}
+    for smp in cases.values():
+        symspec.spectral_response(smp, sched, lam[:8])
+    best = dict.fromkeys(cases, np.inf)
+    for _ in range(REPEATS):
+        for name, smp in cases.items():
+            t0 = time.perf_counter()
+            symspec.spectral_response(smp, sched, lam)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    base = best["DDIM (baseline)"]
+    print(f"spectral_response, {STEPS} steps x {MODES} modes, best of {REPEATS}; goal for "
+          f"multistep samplers <= {GOAL:g}x DDIM")
+    print(f"{'sampler':22} {'state':>5} {'time [s]':>9} {'x DDIM':>7}")
+    for name, smp in cases.items():
+        print(f"{name:22} {smp.state:5d} {best[name]:9.3f} {best[name] / base:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
