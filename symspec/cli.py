@@ -522,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return globals()[f"cmd_{args.command}"](args)
+    except BrokenPipeError:  # the reader stopped early (e.g. `| head`): not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (silence the exit-time flush)
+        return 0
     except (ValueError, TypeError, OSError, KeyError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"symspec: error: {msg}", file=sys.stderr)
