@@ -24,7 +24,7 @@ import sympy as sp
 
 from . import denoiser as dn
 from . import symbols as S
-from .engine import Sampler, make_level
+from .engine import Sampler, check_type, make_level
 from .numeric import Response, lambdify_modes, spectral_response, validate_mean, validate_psd
 from .schedules import Schedule
 
@@ -159,8 +159,7 @@ def reference(kind: str, schedule: Schedule, psd, *, mean=None) -> Response:
     True
     """
     _check(kind, getattr(schedule, "space", "vp"))
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a symspec Schedule, got {type(schedule).__name__}")
+    check_type(schedule, Schedule, "schedule")
     lam = validate_psd(psd)
     m = 0.0 if mean is None else validate_mean(mean, lam.shape).reshape(lam.shape)
     L0, L1 = (make_level(float(u), schedule.space) for u in (schedule.start[0], schedule.end[-1]))

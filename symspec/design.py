@@ -51,7 +51,7 @@ from scipy.special import expit, softmax
 
 from .divergence import DIVERGENCES, divergence_grad
 from .divergence import divergence as _divergence
-from .engine import Sampler, variant
+from .engine import Sampler, check_type, variant
 from .numeric import _levels, compiled_gradient, lam_powers, validate_psd
 from .schedules import (
     BETA_SCHEDULES,
@@ -226,10 +226,8 @@ def objective(sampler: Sampler, schedule: Schedule, psd, divergence: str = "w2",
     >>> bool(np.isclose(g[1], (up - dn) / (2 * h), rtol=1e-6))
     True
     """
-    if not isinstance(sampler, Sampler):
-        raise TypeError(f"sampler must be a symspec Sampler, got {type(sampler).__name__}")
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a symspec Schedule, got {type(schedule).__name__}")
+    check_type(sampler, Sampler, "sampler")
+    check_type(schedule, Schedule, "schedule")
     _check_kind(divergence)
     lam, w = _check_psd(psd, divergence, weights)
     sched = schedule.to_space(sampler.space)
@@ -449,8 +447,7 @@ def design_schedule(sampler: Sampler, psd, steps: int, divergence: str = "w2", *
     >>> float(s.alpha_bar[0]), float(s.alpha_bar[-1]), s.meta["converged"]
     (0.01, 1.0, True)
     """
-    if not isinstance(sampler, Sampler):
-        raise TypeError(f"sampler must be a symspec Sampler, got {type(sampler).__name__}")
+    check_type(sampler, Sampler, "sampler")
     _check_kind(divergence)
     lam, w = _check_psd(psd, divergence, weights)
     par = _constraints(sampler, steps, space, start, end, level_range, zero_terminal_snr,

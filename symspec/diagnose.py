@@ -45,7 +45,7 @@ import numpy as np
 
 from .continuous import reference
 from .design import _forward
-from .engine import Sampler, make_level
+from .engine import Sampler, check_type, make_level
 from .numeric import _levels, validate_psd
 from .schedules import Schedule
 from .spectra import radial_profile
@@ -107,10 +107,8 @@ def diagnose(sampler: Sampler, schedule: Schedule, psd, *,
     -------
     Diagnosis
     """
-    if not isinstance(sampler, Sampler):
-        raise TypeError(f"sampler must be a symspec Sampler, got {type(sampler).__name__}")
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a symspec Schedule, got {type(schedule).__name__}")
+    check_type(sampler, Sampler, "sampler")
+    check_type(schedule, Schedule, "schedule")
     grid = validate_psd(psd)
     lam = grid.ravel()
     sched = schedule.to_space(sampler.space)

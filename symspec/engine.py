@@ -38,6 +38,12 @@ __all__ = ["Sampler", "Step", "StepMap", "NonLinearSamplerError", "sampler", "de
            "level_symbols", "closed_form"]
 
 
+def check_type(value, cls: type, name: str) -> None:
+    """Raise ``TypeError`` unless ``value`` is a ``cls`` (the argument ``name`` of a call)."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be a symspec {cls.__name__}, got {type(value).__name__}")
+
+
 class NonLinearSamplerError(ValueError):
     """A sampler definition is not linear in its state under the Gaussian denoiser."""
 

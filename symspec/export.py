@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .engine import Sampler
+from .engine import Sampler, check_type
 from .schedules import Schedule, diffusers_schedule
 
 __all__ = ["to_diffusers", "level_range", "EXPORTERS"]
@@ -230,10 +230,8 @@ def to_diffusers(sampler: Sampler, schedule: Schedule, base=None, *, psd=None,
     >>> sch.timesteps.tolist(), sch.symspec_export["max_logsnr_error"] < 0.02  # doctest: +SKIP
     ([673, 342, 97], True)
     """
-    if not isinstance(sampler, Sampler):
-        raise TypeError(f"sampler must be a symspec Sampler, got {type(sampler).__name__}")
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a symspec Schedule, got {type(schedule).__name__}")
+    check_type(sampler, Sampler, "sampler")
+    check_type(schedule, Schedule, "schedule")
     exporter = EXPORTERS.get(sampler.name)
     if exporter is None:
         raise ValueError(f"no diffusers scheduler runs {sampler.name!r} on a custom grid; "

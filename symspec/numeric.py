@@ -23,6 +23,7 @@ from .engine import (
     NonLinearSamplerError,
     Sampler,
     StepMap,
+    check_type,
     derive,
     opaque,
     simplifies_whole,
@@ -266,10 +267,8 @@ def spectral_response(sampler: Sampler, schedule: Schedule, psd, *, mean=None,
     >>> np.allclose(r.transfer, 0.1 * lam / (0.01 * lam + 0.99))  # the telescoped form
     True
     """
-    if not isinstance(sampler, Sampler):
-        raise TypeError(f"sampler must be a symspec Sampler, got {type(sampler).__name__}")
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a symspec Schedule, got {type(schedule).__name__}")
+    check_type(sampler, Sampler, "sampler")
+    check_type(schedule, Schedule, "schedule")
     lam_grid = validate_psd(psd)
     shape, lam = lam_grid.shape, lam_grid.ravel()
     m = None if mean is None else validate_mean(mean, shape)
