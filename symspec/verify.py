@@ -16,7 +16,8 @@ import importlib
 
 import numpy as np
 
-__all__ = ["exact_model", "as_float64", "pulse_noise", "run_scheduler", "scheduler_response"]
+__all__ = ["exact_model", "as_float64", "pulse_noise", "float64_only", "run_scheduler",
+           "sample_scheduler", "scheduler_response"]
 
 
 def exact_model(x, alpha_bar, lam, prediction_type: str, mean=None):
@@ -80,40 +81,83 @@ def pulse_noise(module_name: str, pulses):
         mod.randn_tensor = orig
 
 
-def _alpha_bar(sch, t):
-    sigmas = getattr(sch, "sigmas", None)
-    if sigmas is None:
-        return sch.alphas_cumprod[int(t)]
-    if sch.step_index is None:
-        sch._init_step_index(t)
-    s = sigmas[sch.step_index]
-    return 1 / (1 + s * s)
+class _Torch64:
+    """The ``torch`` module, except that ``float32`` means ``float64``."""
+
+    def __init__(self):
+        import torch
+
+        self._torch, self.float32 = torch, torch.float64
+
+    def __getattr__(self, name):
+        return getattr(self._torch, name)
 
 
-def run_scheduler(scheduler, psd, x_init, noise, step_kwargs=None, mean=None):
+@contextlib.contextmanager
+def float64_only(module_name: str, strict: bool = True):
+    """Stop a scheduler module's internal float32 upcasts (Euler, DPM-Solver), if ``strict``."""
+    from unittest import mock
+
+    if not strict:
+        yield
+        return
+    with mock.patch.object(importlib.import_module(module_name), "torch", _Torch64()):
+        yield
+
+
+def _loop(sch, x, lam, m, step_kwargs):
+    """The sampling loop of a pipeline, with the exact model."""
+    pred = sch.config.prediction_type
+    for i, t in enumerate(sch.timesteps):
+        if getattr(sch, "sigmas", None) is None:  # DDPM, DDIM: alpha-bar by training timestep
+            x_in, ab = x, sch.alphas_cumprod[int(t)]
+        else:  # sigma-based: the model sees scale_model_input(x) at alpha-bar 1/(1 + sigma^2)
+            x_in, ab = sch.scale_model_input(x, t), 1 / (1 + sch.sigmas[i] ** 2)
+        x = sch.step(exact_model(x_in, ab, lam, pred, m), t, x, **step_kwargs).prev_sample
+    return x
+
+
+def _tensors(psd, mean):
+    import torch
+
+    lam = torch.tensor(np.ravel(psd), dtype=torch.float64)  # a copy: psd may be read-only
+    m = None if mean is None else torch.tensor(np.ravel(mean), dtype=torch.float64)
+    return lam, m
+
+
+def run_scheduler(scheduler, psd, x_init, noise, step_kwargs=None, mean=None,
+                  strict64: bool = False):
     """One run of a float64 copy of ``scheduler`` with the exact model, per mode.
 
     ``x_init`` is the initial latent in units of ``init_noise_sigma`` (a standard normal
-    draw), ``noise`` the draws the scheduler will take, in order.  Returns the output and
-    the number of draws taken.
+    draw), ``noise`` the draws the scheduler will take, in order; ``strict64`` also stops
+    the scheduler's own float32 upcasts.  Returns the output and the number of draws taken.
     """
     import torch
 
     sch = as_float64(scheduler)
-    lam = torch.tensor(np.ravel(psd), dtype=torch.float64)  # a copy: psd may be read-only
-    m = None if mean is None else torch.tensor(np.ravel(mean), dtype=torch.float64)
+    lam, m = _tensors(psd, mean)
     x = torch.tensor(np.ravel(x_init), dtype=torch.float64)[None]
     x = x * float(sch.init_noise_sigma)
-    pred = sch.config.prediction_type
-    with pulse_noise(type(sch).__module__, noise) as calls:
-        for t in sch.timesteps:
-            xin = sch.scale_model_input(x, t)
-            out = exact_model(xin, _alpha_bar(sch, t), lam, pred, m)
-            x = sch.step(out, t, x, **(step_kwargs or {})).prev_sample
+    mod = type(sch).__module__
+    with pulse_noise(mod, noise) as calls, float64_only(mod, strict64):
+        x = _loop(sch, x, lam, m, dict(step_kwargs or {}))
     return x[0].numpy(), len(calls)
 
 
-def scheduler_response(scheduler, psd, step_kwargs=None):
+def sample_scheduler(scheduler, psd, n: int, seed: int = 0, step_kwargs=None, mean=None):
+    """``n`` independent runs of a float64 copy of ``scheduler`` with its own random draws."""
+    import torch
+
+    sch = as_float64(scheduler)
+    g = torch.Generator().manual_seed(seed)
+    lam, m = _tensors(psd, mean)
+    x = torch.randn((n, lam.numel()), generator=g, dtype=torch.float64)
+    x = x * float(sch.init_noise_sigma)
+    return _loop(sch, x, lam, m, {**(step_kwargs or {}), "generator": g}).numpy()
+
+
+def scheduler_response(scheduler, psd, step_kwargs=None, strict64: bool = False):
     """Transfer of the unit initial latent and injected-noise PSD of a diffusers scheduler.
 
     Comparable with :attr:`symspec.numeric.Response.transfer` times
@@ -131,11 +175,13 @@ def scheduler_response(scheduler, psd, step_kwargs=None):
     """
     M = np.asarray(psd).size
     zeros = [np.zeros(M)] * 100_000
-    transfer, n_draws = run_scheduler(scheduler, psd, np.ones(M), zeros, step_kwargs)
+    transfer, n_draws = run_scheduler(scheduler, psd, np.ones(M), zeros, step_kwargs,
+                                      strict64=strict64)
     noise_psd = np.zeros(M)
     for j in range(n_draws):
         pulses = [np.zeros(M)] * n_draws
         pulses[j] = np.ones(M)
-        g, _ = run_scheduler(scheduler, psd, np.zeros(M), pulses, step_kwargs)
+        g, _ = run_scheduler(scheduler, psd, np.zeros(M), pulses, step_kwargs,
+                             strict64=strict64)
         noise_psd += g * g
     return transfer, noise_psd
