@@ -23,8 +23,8 @@ GOAL_COLD, GOAL_CACHED = 3.0, 0.05
 def child() -> None:
     clock = time.perf_counter(), time.process_time()
     import symspec
-    from symspec.engine import derive, variant
-    from symspec.numeric import compiled
+    from symspec.numeric.lambdify import compiled
+    from symspec.symbolic.engine import derive, variant
 
     imported = time.perf_counter(), time.process_time()
     samplers = [*symspec.SAMPLERS.values(), symspec.DPMPP(solver_order=3),

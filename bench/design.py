@@ -17,7 +17,13 @@ import numpy as np
 from scipy.optimize import minimize
 
 import symspec
-from symspec.design import _THETA_MAX, DesignWarning, _constraints, design_schedule, objective
+from symspec.design.optimise import (
+    _THETA_MAX,
+    DesignWarning,
+    _constraints,
+    design_schedule,
+    objective,
+)
 
 OPTIONS = {"maxiter": 2000, "ftol": 1e-10, "gtol": 1e-9}  # as design_schedule uses
 

@@ -1,4 +1,4 @@
-"""Image-folder throughput of ``symspec.readers.folder_spectrum`` (images per second).
+"""Image-folder throughput of ``symspec.spectra.readers.folder_spectrum`` (images per second).
 
 Writes a folder of 256 x 256 JPEG and PNG images (natural-photo crops, so the codecs see
 realistic content) to a temporary directory and streams it through the spectrum estimator
@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from symspec.readers import folder_spectrum, image_files
+from symspec.spectra.readers import folder_spectrum, image_files
 
 
 def make_folder(folder: Path, count: int, suffix: str) -> None:

@@ -11,12 +11,13 @@ import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main", "parse_psd", "parse_option", "atomic_write"]
+from ._io import atomic_write
+
+__all__ = ["main", "parse_psd", "parse_option"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +63,7 @@ def parse_psd(spec: str) -> np.ndarray:
     >>> parse_psd("powerlaw:2:8").shape
     (8, 8)
     """
-    from .numeric import validate_psd
+    from ._checks import validate_psd
     from .spectra import power_law
 
     m = re.fullmatch(r"powerlaw:([0-9.]+)(?::(\d+))?", spec)
@@ -93,25 +94,8 @@ def parse_psd(spec: str) -> np.ndarray:
     return validate_psd(arr, f"--psd {spec}")
 
 
-def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: never half-written."""
-    path = Path(path)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the mode open() would
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _sampler(args):
-    from .samplers import get_sampler
+    from .symbolic.samplers import get_sampler
 
     opts = dict(parse_option(o) for o in getattr(args, "option", None) or [])
     if getattr(args, "eta", None) is not None:
@@ -133,7 +117,7 @@ def add_derive(sub):
 def cmd_derive(args) -> int:
     import sympy as sp
 
-    from .engine import closed_form, derive, variant
+    from .symbolic.engine import closed_form, derive, variant
 
     smp = _sampler(args)
     m = derive(smp, variant(smp, 1, 3))
@@ -170,7 +154,7 @@ def add_response(sub):
 
 
 def cmd_response(args) -> int:
-    from .numeric import spectral_response
+    from .numeric.response import spectral_response
     from .schedules import diffusers_schedule, inference_timesteps, training_alphas_cumprod
 
     smp = _sampler(args)
@@ -236,8 +220,8 @@ def add_psd(sub):
 
 def _psd_estimate(args, path: Path):
     """``(psd, n, what, extra arrays)`` for a folder, a stack or a WAV file."""
-    from .readers import folder_spectrum, read_wav, stack_spectrum
     from .spectra import welch_psd, welch_segments
+    from .spectra.readers import folder_spectrum, read_wav, stack_spectrum
 
     progress = sys.stderr.isatty()
     if path.is_dir():
@@ -385,8 +369,8 @@ def add_design(sub):
 
 
 def cmd_design(args) -> int:
-    from .design import design_schedule
-    from .numeric import spectral_response
+    from .design.optimise import design_schedule
+    from .numeric.response import spectral_response
 
     smp = _sampler(args)
     psd = parse_psd(args.psd)
@@ -424,8 +408,8 @@ def add_compare(sub):
 
 
 def cmd_compare(args) -> int:
-    from .design import baseline_schedules, design_schedule, objective
-    from .numeric import spectral_response
+    from .design.optimise import baseline_schedules, design_schedule, objective
+    from .numeric.response import spectral_response
     from .schedules import Schedule
 
     smp = _sampler(args)
@@ -471,8 +455,8 @@ def add_diagnose(sub):
 
 
 def cmd_diagnose(args) -> int:
-    from .design import baseline_schedules
-    from .diagnose import PARTS, diagnose, plot_diagnosis
+    from .design.diagnosis import PARTS, diagnose, plot_diagnosis
+    from .design.optimise import baseline_schedules
     from .schedules import Schedule
 
     smp = _sampler(args)

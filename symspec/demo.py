@@ -11,11 +11,11 @@ import json
 
 import numpy as np
 
-from .divergence import divergence
-from .numeric import spectral_response
-from .samplers import DDIM, DDPM
+from .design.divergences import divergence
+from .numeric.response import spectral_response
 from .schedules import diffusers_schedule, inference_timesteps, training_alphas_cumprod
 from .spectra import photo_psd, power_law
+from .symbolic.samplers import DDIM, DDPM
 
 STEPS = (5, 10, 20, 50)
 BETAS = ("linear", "squaredcos_cap_v2")
@@ -52,7 +52,7 @@ def run_demo(out_png: str, as_json: bool = False) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .cli import atomic_write
+    from ._io import atomic_write
     from .plotting import plot_spectra, plot_transfer
 
     specs = spectra()

@@ -1,4 +1,4 @@
-"""Real diffusers schedulers with the exact Gaussian model, in float64 (see symspec.verify).
+"""Real diffusers schedulers with the exact Gaussian model, in float64 (see symspec.diffusers.verify).
 
 The output of a linear scheduler is ``H x_init + sum_j G_j w_j``; replacing the
 scheduler's noise source by unit pulses, one run per draw, gives every coefficient.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from symspec.verify import as_float64, exact_model, pulse_noise, scheduler_response
-from symspec.verify import run_scheduler as run
-from symspec.verify import sample_scheduler as sample
+from symspec.diffusers.verify import as_float64, exact_model, pulse_noise, scheduler_response
+from symspec.diffusers.verify import run_scheduler as run
+from symspec.diffusers.verify import sample_scheduler as sample
 
 __all__ = ["as_float64", "exact_model", "pulse_noise", "run", "sample", "response"]
 

@@ -10,7 +10,7 @@ import sympy as sp
 
 from symspec.cli import main
 from symspec.schedules import training_alphas_cumprod
-from symspec.symbols import lam, level
+from symspec.symbolic.symbols import lam, level
 
 
 def run(capsys, *argv):
@@ -138,7 +138,7 @@ def test_unwritable_output_leaves_nothing(capsys, tmp_path):
     target = tmp_path / "missing_dir" / "demo.png"
     code, _, err = run(capsys, "response", "--psd", "white:4", "--steps", "2", "--out",
                        str(target))
-    assert_one_line_error(code, err, "No such file or directory")
+    assert_one_line_error(code, err, "does not exist")
     assert list(tmp_path.iterdir()) == []
 
 

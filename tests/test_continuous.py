@@ -21,7 +21,7 @@ from symspec import (
     Schedule,
     spectral_response,
 )
-from symspec.continuous import (
+from symspec.numeric.continuous import (
     KINDS,
     certify,
     closed_forms,
@@ -29,7 +29,7 @@ from symspec.continuous import (
     moment_odes,
     reference,
 )
-from symspec.symbols import lam
+from symspec.symbolic.symbols import lam
 
 SPACES = ("vp", "ve")
 PSD = np.array([0.01, 0.1, 1.0, 10.0])

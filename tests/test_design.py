@@ -9,7 +9,7 @@ import sympy as sp
 
 import symspec
 from symspec import SAMPLERS, Schedule, sampler
-from symspec.design import (
+from symspec.design.optimise import (
     LOGSNR_RANGE,
     DesignWarning,
     _constraints,
@@ -18,9 +18,9 @@ from symspec.design import (
     design_schedule,
     objective,
 )
-from symspec.engine import derive, variant
 from symspec.spectra import photo_psd, power_law
-from symspec.symbols import lam as LAM
+from symspec.symbolic.engine import derive, variant
+from symspec.symbolic.symbols import lam as LAM
 
 
 @sampler(space="vp", state=2)
@@ -273,7 +273,7 @@ def test_designed_schedule_beats_diffusers_defaults(spec, name, n, diffusers_def
     harness = pytest.importorskip("harness")
     from diffusers import DDPMScheduler
 
-    from symspec.export import level_range, to_diffusers
+    from symspec.diffusers.export import level_range, to_diffusers
 
     smp, psd, base = SAMPLERS[name], SPECTRA[spec](), DDPMScheduler()
     s = design_schedule(smp, psd, n, level_range=level_range(base))

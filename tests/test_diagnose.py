@@ -7,8 +7,7 @@ import pytest
 
 import symspec
 from symspec import SAMPLERS, Schedule
-from symspec.design import baseline_schedules
-from symspec.diagnose import PARTS, diagnose, plot_diagnosis
+from symspec.design import PARTS, baseline_schedules, diagnose, plot_diagnosis
 from symspec.spectra import power_law
 
 PSD = power_law((16, 16))

@@ -12,7 +12,7 @@ import pytest
 from scipy.linalg import sqrtm
 from scipy.stats import ortho_group
 
-from symspec.divergence import DIVERGENCES, divergence, divergence_grad
+from symspec.design.divergences import DIVERGENCES, divergence, divergence_grad
 
 RNG = np.random.default_rng(11)
 LAM = RNG.uniform(0.05, 5.0, 12)
@@ -97,7 +97,7 @@ def test_gradient_matches_central_differences(kind):
 def test_errors():
     with pytest.raises(ValueError, match="same shape"):
         divergence([1.0, 2.0], [1.0])
-    with pytest.raises(ValueError, match="kind must be one of"):
+    with pytest.raises(ValueError, match="divergence must be one of"):
         divergence([1.0], [1.0], "hellinger")
     with pytest.raises(ValueError, match="kl needs positive variances"):
         divergence([1.0, 0.0], [1.0, 1.0], "kl")

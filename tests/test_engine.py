@@ -12,10 +12,20 @@ import pytest
 import sympy as sp
 
 import symspec
-from symspec import DDIM, DDPM, SAMPLERS, NonLinearSamplerError, closed_form, derive, sampler
-from symspec.engine import certify_zero, variant
-from symspec.ops import sqrt
-from symspec.symbols import eta, lam, level, mean
+from symspec import (
+    DDIM,
+    DDPM,
+    SAMPLERS,
+    UNIPC,
+    DerivationError,
+    NonLinearSamplerError,
+    closed_form,
+    derive,
+    sampler,
+)
+from symspec.symbolic.engine import certify_zero, variant
+from symspec.symbolic.ops import sqrt
+from symspec.symbolic.symbols import eta, lam, level, mean
 
 AB_T, AB_P = level("t", "vp"), level("p", "vp")
 MIDDLE, FIRST, LAST = (False, False, 1), (True, False, 1), (False, True, 1)
@@ -306,7 +316,8 @@ def _string(c, x):
 def test_nonlinear_after_the_run_names_the_culprit_and_the_definition(smp, pattern):
     with pytest.raises(NonLinearSamplerError, match=pattern) as exc:
         derive(smp)
-    assert f"(in {__file__}:{smp.step.__code__.co_firstlineno})" in str(exc.value)
+    # the line of the offending operation (the return line), not the decorator's
+    assert f"(at {__file__}:{smp.step.__code__.co_firstlineno + 2})" in str(exc.value)
     assert repr(smp.name) in str(exc.value)
 
 
@@ -317,17 +328,51 @@ def test_nonlinear_after_the_run_names_the_culprit_and_the_definition(smp, patte
     (_math, "cannot run symbolically .*float"),
 ])
 def test_nonlinear_during_the_run_names_the_operation_and_the_line(smp, pattern):
-    with pytest.raises(NonLinearSamplerError, match=pattern) as exc:
+    with pytest.raises(DerivationError, match=pattern) as exc:
         derive(smp)
+    # only a branch on the state is called non-linear; the others cannot run on symbols
+    assert isinstance(exc.value, NonLinearSamplerError) == (smp is _branch)
     line = smp.step.__code__.co_firstlineno + 2  # decorator, def, then the offending line
     assert f"(at {__file__}:{line})" in str(exc.value)
 
 
+@sampler(space="ve")
+def _level_branch(c, x):
+    if c.t.sigma > 10:
+        return x
+    return c.x0(x)
+
+
+@sampler()
+def _raises(c, x):
+    raise KeyError("my own error")
+
+
+def test_branch_on_a_level_is_explained_not_called_nonlinear():
+    with pytest.raises(DerivationError, match="branches on a noise level") as exc:
+        derive(_level_branch)
+    assert not isinstance(exc.value, NonLinearSamplerError)
+    assert "c.first, c.last or c.order" in str(exc.value)
+
+
+def test_an_error_raised_by_the_definition_comes_back_as_itself():
+    with pytest.raises(KeyError, match="my own error"):
+        derive(_raises)
+
+
+def test_default_key_follows_the_order_rule():
+    # UniPC's order tag is not the int 1: a fixed default key made this fail (issue 9)
+    m = derive(UNIPC)
+    assert m.key[:2] == (False, False) and m.A.shape == (4, 4)
+
+
 def test_malformed_definitions():
-    with pytest.raises(NonLinearSamplerError, match="returned 1 values but declares state=2"):
+    with pytest.raises(DerivationError, match="returned 1 values but declares state=2") as e1:
         derive(_short)
-    with pytest.raises(NonLinearSamplerError, match="returned a str"):
+    with pytest.raises(DerivationError, match="returned a str") as e2:
         derive(_string)
+    assert not isinstance(e1.value, NonLinearSamplerError)
+    assert not isinstance(e2.value, NonLinearSamplerError)
     with pytest.raises(ValueError, match="space must be"):
         sampler(space="xx")
     with pytest.raises(ValueError, match="state must be a positive int"):

@@ -7,9 +7,9 @@ import pytest
 
 import symspec
 from symspec import SAMPLERS, Schedule
-from symspec.cli import atomic_write
+from symspec._io import atomic_write
 from symspec.design import design_schedule
-from symspec.export import EXPORTERS, level_range, to_diffusers
+from symspec.diffusers.export import EXPORTERS, level_range, to_diffusers
 from symspec.schedules import training_alphas_cumprod
 from symspec.spectra import power_law
 

@@ -15,7 +15,7 @@ import pytest
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from symspec import spectral_response
-from symspec.interop import SUPPORTED_SCHEDULERS, from_diffusers
+from symspec.diffusers.interop import SUPPORTED_SCHEDULERS, from_diffusers
 
 #: Agreement is ~1e-13, except where diffusers' own float64 arithmetic is ill-conditioned:
 #: ``x0 = (x - sqrt(1 - ab) eps) / sqrt(ab)`` at a tiny alpha-bar (2.4e-9 at t = 999 of

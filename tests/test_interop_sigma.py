@@ -25,7 +25,7 @@ from diffusers import (
 )
 
 from symspec import from_diffusers, spectral_response
-from symspec.engine import variant
+from symspec.symbolic.engine import variant
 
 PSD = np.geomspace(1e-3, 1e3, 13)
 MEAN = np.linspace(-2.0, 2.0, 13) + 0.15

@@ -15,9 +15,9 @@ import pytest
 import sympy as sp
 
 from symspec import DDIM, DDPM, Schedule, derive, sampler, spectral_response
-from symspec.engine import variant
-from symspec.ops import sqrt
-from symspec.symbols import lam
+from symspec.symbolic.engine import variant
+from symspec.symbolic.ops import sqrt
+from symspec.symbolic.symbols import lam
 
 RTOL = 1e-10
 PSD = np.geomspace(1e-12, 1e12, 9)

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from scipy.io import wavfile
 
-from symspec import readers as R
 from symspec import spectra as S
 from symspec.cli import main, parse_psd
+from symspec.spectra import readers as R
 
 RNG = np.random.default_rng(7)
 

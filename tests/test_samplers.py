@@ -32,11 +32,11 @@ from symspec import (
     sampler,
     spectral_response,
 )
-from symspec.denoiser import Level
-from symspec.engine import variant
-from symspec.numeric import _levels
-from symspec.ops import sqrt
-from symspec.symbols import lam, level
+from symspec.numeric.core import step_levels as _levels
+from symspec.symbolic.denoiser import Level
+from symspec.symbolic.engine import variant
+from symspec.symbolic.ops import sqrt
+from symspec.symbolic.symbols import lam, level
 
 #: every built-in, and the configurations whose code paths differ
 CONFIGS = {

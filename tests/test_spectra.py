@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from symspec import spectra as S
+from symspec.spectra import estimate as S
 
 RNG = np.random.default_rng(20260521)
 

@@ -3,8 +3,8 @@
 - ``symspec.NAME`` cross-references resolve to where ``NAME`` is documented: everything in
   ``symspec.__all__`` is importable from the package, but the reference documents it under
   its defining module (``symspec.numeric.spectral_response``).
-- Built-in samplers (module-level :class:`symspec.engine.Sampler` objects such as
-  ``symspec.samplers.DDPM``) are documented with the docstring of their step function.
+- Built-in samplers (module-level :class:`symspec.symbolic.engine.Sampler` objects such as
+  ``symspec.symbolic.samplers.DDPM``) are documented with the docstring of their step function.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class SamplerDocumenter(DataDocumenter):
 
     @classmethod
     def can_document_member(cls, member, membername, isattr, parent) -> bool:
-        from symspec.engine import Sampler
+        from symspec.symbolic.engine import Sampler
 
         return isinstance(parent, ModuleDocumenter) and isinstance(member, Sampler)
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .engine import Sampler
-from .samplers import DDIM, DDPM, DPMPP, EULER, EULER_ANCESTRAL, HEUN, LMS, UNIPC
-from .schedules import Schedule, diffusers_schedule
+from ..schedules import Schedule, diffusers_schedule
+from ..symbolic.engine import Sampler
+from ..symbolic.samplers import DDIM, DDPM, DPMPP, EULER, EULER_ANCESTRAL, HEUN, LMS, UNIPC
 
 __all__ = ["from_diffusers", "SUPPORTED_SCHEDULERS"]
 

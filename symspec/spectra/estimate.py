@@ -534,7 +534,7 @@ def fit_psd(psd, model: str = "powerlaw", *, n: float, floor: bool = False,
     """
     from scipy.optimize import minimize
 
-    from .numeric import validate_psd
+    from .._checks import validate_psd
 
     p = validate_psd(psd, "psd")
     _, names, kinds = _check_model(model)

@@ -9,7 +9,7 @@ A step function is ordinary arithmetic in the k-diffusion style::
         return x_next
 
 ``c`` is a :class:`Step` context: the current and next noise levels ``c.t``, ``c.p``
-(:class:`~symspec.denoiser.Level`), earlier levels ``c.hist``, the exact denoiser
+(:class:`~symspec.symbolic.denoiser.Level`), earlier levels ``c.hist``, the exact denoiser
 ``c.x0(x)`` / ``c.eps(x)``, fresh noise ``c.noise()`` and structural flags ``c.first``,
 ``c.last`` and ``c.order``.  A sampler with history (multistep) takes and returns its
 whole state: ``def dpmpp_2m(c, x, d): ... return x_next, d_next``.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
@@ -31,20 +32,19 @@ from typing import Any
 import sympy as sp
 from sympy.core.function import Application
 
+from .._checks import check_space, check_type
 from . import denoiser as dn
 from . import symbols as S
 
-__all__ = ["Sampler", "Step", "StepMap", "NonLinearSamplerError", "sampler", "derive", "variant",
+__all__ = ["Sampler", "Step", "StepMap", "NonLinearSamplerError", "DerivationError", "default_key", "sampler", "derive", "variant",
            "level_symbols", "closed_form"]
 
 
-def check_type(value, cls: type, name: str) -> None:
-    """Raise ``TypeError`` unless ``value`` is a ``cls`` (the argument ``name`` of a call)."""
-    if not isinstance(value, cls):
-        raise TypeError(f"{name} must be a symspec {cls.__name__}, got {type(value).__name__}")
+class DerivationError(ValueError):
+    """A sampler definition cannot be run on symbols (for a reason other than non-linearity)."""
 
 
-class NonLinearSamplerError(ValueError):
+class NonLinearSamplerError(DerivationError):
     """A sampler definition is not linear in its state under the Gaussian denoiser."""
 
 
@@ -111,7 +111,7 @@ def sampler(space: str = "vp", state: int = 1, history: int | None = None,
     The step function is called as ``step(c, x, *history, **options)`` and returns the next
     state (``x`` alone, or a tuple of ``state`` values).  ``c`` is a :class:`Step`:
 
-    * ``c.t``, ``c.p``: the current and next :class:`~symspec.denoiser.Level` (attributes
+    * ``c.t``, ``c.p``: the current and next :class:`~symspec.symbolic.denoiser.Level` (attributes
       ``alpha``, ``sigma``, ``alpha_bar``, ``sigma_ve``, ``logsnr``); ``c.hist``: earlier
       levels, most recent first.  Build other levels with ``Level.vp`` / ``Level.ve``.
     * ``c.x0(x, at=level)``, ``c.eps(x, at=level)``: the exact denoiser (default level
@@ -119,7 +119,7 @@ def sampler(space: str = "vp", state: int = 1, history: int | None = None,
     * ``c.first``, ``c.last``, ``c.order``: structural flags, ordinary Python values.
 
     Keyword-only arguments with defaults are the sampler's options (hashable values).
-    Functions of the levels use :mod:`symspec.ops` (``sqrt``, ``exp``, ``log``, ``expm1``),
+    Functions of the levels use :mod:`symspec.symbolic.ops` (``sqrt``, ``exp``, ``log``, ``expm1``),
     so one definition runs on SymPy symbols (:func:`derive`) and on arrays
     (:func:`symspec.sample`).  The step must be linear in the state, the noise and the data
     mean: clipping, thresholding, branching on values of the state, or a function of the
@@ -143,10 +143,9 @@ def sampler(space: str = "vp", state: int = 1, history: int | None = None,
     >>> derive(clipped)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    symspec.engine.NonLinearSamplerError: sampler 'clipped' branches on the value of the state...
+    symspec.symbolic.engine.NonLinearSamplerError: sampler 'clipped' branches on the value of the state...
     """
-    if space not in ("vp", "ve"):
-        raise ValueError(f"space must be 'vp' or 've', got {space!r}")
+    check_space(space)
     if not isinstance(state, int) or state < 1:
         raise ValueError(f"state must be a positive int, got {state!r}")
 
@@ -202,7 +201,7 @@ class Step:
 
 
 def make_level(value, space: str) -> dn.Level:
-    """A :class:`~symspec.denoiser.Level` from a schedule value in ``space``."""
+    """A :class:`~symspec.symbolic.denoiser.Level` from a schedule value in ``space``."""
     return dn.Level.vp(value) if space == "vp" else dn.Level.ve(value)
 
 
@@ -247,7 +246,7 @@ def opaque(e: sp.Expr, keep: set) -> tuple[sp.Expr, dict]:
     the rational structure with those coefficients held opaque is fast, and leaves each
     coefficient as the sampler computes it.
 
-    >>> from symspec.symbols import lam
+    >>> from symspec.symbolic.symbols import lam
     >>> a, b = sp.symbols("a b", positive=True)
     >>> o, back = opaque(sp.sqrt(a) * lam / (b * lam + sp.log(a)) + a, {lam})
     >>> len(back), sp.simplify(o.xreplace(back) - sp.sqrt(a) * lam / (b * lam + sp.log(a)) - a)
@@ -295,7 +294,7 @@ def simplifies_whole(e: sp.Expr) -> bool:
     cancel catastrophically when the steps are small (LMS-4 lost 1e-4 of its output at
     16,384 steps that way).
 
-    >>> from symspec.symbols import lam, level
+    >>> from symspec.symbolic.symbols import lam, level
     >>> t, p, h = level("t", "ve"), level("p", "ve"), level("h1", "ve")
     >>> simplifies_whole(t * lam / (lam + p)), simplifies_whole(t * lam / (lam + p + h))
     (True, False)
@@ -341,6 +340,83 @@ def _last_frame(tb):
     return tb.tb_frame.f_code
 
 
+_LIBRARIES = (os.path.dirname(sp.__file__), os.path.dirname(os.path.dirname(__file__)))
+
+
+def _in_library(code) -> bool:
+    """Whether a code object belongs to SymPy or symspec (not to a user's definition)."""
+    f = os.path.abspath(code.co_filename)
+    mine = os.path.dirname(os.path.abspath(__file__))
+    return f.startswith(_LIBRARIES) and not f.startswith(os.path.join(mine, "samplers"))
+
+
+def _branch_subject(tb, vars_: set) -> str:
+    """``"level"`` when a failed truth test involved only noise levels, else ``"state"``."""
+    frame = None
+    while tb is not None:
+        if isinstance(tb.tb_frame.f_locals.get("self"), sp.Basic):
+            frame = tb.tb_frame
+            break
+        tb = tb.tb_next
+    rel = frame.f_locals.get("self") if frame is not None else None
+    if isinstance(rel, sp.Basic) and not rel.free_symbols & vars_:
+        return "level"
+    return "state"
+
+
+def _nonlinear_line(smp: Sampler, key: tuple, prediction_type: str) -> str:
+    """Re-run the step, tracing its lines, and name the first that makes a local value
+    non-linear in the state or noise (only on failure: the happy path runs untraced)."""
+    lv = [make_level(v, smp.space) for v in level_symbols(smp)]
+    xs = [S.state(i) for i in range(smp.state)]
+    ws: list[sp.Symbol] = []
+
+    def draw():
+        ws.append(S.noise(len(ws)))
+        return ws[-1]
+
+    def bad(value) -> bool:  # non-linear in the state and noise, or an offset
+        if not isinstance(value, sp.Expr):
+            return False
+        vs = set(xs) | set(ws) | {S.mean}
+        if not value.free_symbols & vs:
+            return False
+        o, back = opaque(value, vs | {S.lam})
+        if any(sp.diff(o, v).free_symbols & vs for v in vs):
+            return True
+        return sp.simplify(o.subs({v: 0 for v in vs}).xreplace(back)) != 0
+
+    found: list[int] = []
+    code = smp.step.__code__
+
+    def tracer(frame, event, arg):
+        if frame.f_code is not code:
+            return None
+        last = [frame.f_lineno]
+
+        def local(frame, event, arg):
+            if not found and any(bad(v) for v in frame.f_locals.values()):
+                found.append(last[0])
+            elif not found and event == "return" and (
+                    any(bad(v) for v in (arg if isinstance(arg, tuple | list) else [arg]))):
+                found.append(frame.f_lineno)
+            last[0] = frame.f_lineno
+            return local
+        return local
+
+    c = Step(lv[0], lv[1], lv[2:], S.lam, S.mean, prediction_type, draw, key)
+    old = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        smp.step(c, *xs, **smp.opts)
+    except Exception:  # noqa: BLE001 - the first run succeeded; this one only looks
+        pass
+    finally:
+        sys.settrace(old)
+    src = inspect.getsourcefile(smp.step) or "?"
+    return f"{src}:{found[0]}" if found else _where(smp.step, None)
+
+
 def _culprit(e: sp.Expr, vars_: set) -> str:
     for node in sp.preorder_traversal(e):
         if isinstance(node, sp.Pow) and node.base.free_symbols & vars_:
@@ -356,10 +432,26 @@ def _culprit(e: sp.Expr, vars_: set) -> str:
 _DERIVED: dict[tuple, list[tuple[frozenset, StepMap]]] = {}
 
 
-@functools.cache
-def derive(smp: Sampler, key: tuple = (False, False, 1),
+def default_key(smp: Sampler) -> tuple[bool, bool, Hashable]:
+    """The variant of a step in the middle of a long run: step 10 of 20, by the sampler's
+    own order rule (a multistep solver at its full order).
+
+    >>> from symspec import UNIPC
+    >>> default_key(UNIPC)[:2]
+    (False, False)
+    """
+    return variant(smp, 10, 20)
+
+
+def derive(smp: Sampler, key: tuple | None = None,
            prediction_type: str = "epsilon") -> StepMap:
     """Derive and certify the linear one-step map of ``smp`` for the step variant ``key``.
+
+    ``key`` is ``(first, last, order)`` (:func:`variant`); by default :func:`default_key`,
+    a step in the middle of a long run.  Raises :class:`NonLinearSamplerError` (naming the
+    operation and the line) for a definition that is not linear in the state, and
+    :class:`DerivationError` for one that cannot run on symbols; an exception the
+    definition raises itself (an option it refuses) comes back as it is.
 
     Variants that agree on the flags of ``key`` the step function reads (``c.first``,
     ``c.last``, ``c.order``) share one derivation: the map returned may carry the ``key`` of
@@ -368,7 +460,7 @@ def derive(smp: Sampler, key: tuple = (False, False, 1),
     Examples
     --------
     >>> from symspec import DDPM
-    >>> from symspec.symbols import lam
+    >>> from symspec.symbolic.symbols import lam
     >>> import sympy as sp
     >>> m = derive(DDPM, (False, False, 1))
     >>> ab_t, ab_p = m.levels
@@ -376,9 +468,15 @@ def derive(smp: Sampler, key: tuple = (False, False, 1),
     >>> sp.simplify(m.gain - sp.sqrt(ab_t / ab_p) * D(ab_p) / D(ab_t))
     0
     """
+    check_type(smp, Sampler, "sampler")
     if prediction_type not in dn.PREDICTION_TYPES:
         raise ValueError(
             f"prediction_type must be one of {dn.PREDICTION_TYPES}, got {prediction_type!r}")
+    return _derive(smp, default_key(smp) if key is None else tuple(key), prediction_type)
+
+
+@functools.cache
+def _derive(smp: Sampler, key: tuple, prediction_type: str) -> StepMap:
     done = _DERIVED.setdefault((smp, prediction_type), [])
     for reads, m in done:
         if all(key[i] == m.key[i] for i in reads):
@@ -395,21 +493,28 @@ def derive(smp: Sampler, key: tuple = (False, False, 1),
     c = Step(levels[0], levels[1], levels[2:], S.lam, S.mean, prediction_type, draw, key)
     try:
         out = smp.step(c, *xs, **smp.opts)
-    except NonLinearSamplerError:
+    except DerivationError:
         raise
     except Exception as exc:  # report where in the user's definition it failed
         tb = sys.exc_info()[2]
-        if isinstance(exc, ValueError) and _last_frame(tb) is smp.step.__code__:
-            raise  # the definition itself rejects an option value
+        if not _in_library(_last_frame(tb)) and not isinstance(exc, TypeError | AttributeError):
+            raise  # the definition's own error (an option it refuses, a bug): as it is
         where = _where(smp.step, tb)
         if isinstance(exc, TypeError) and "truth value" in str(exc):
-            msg = "branches on the value of the state or noise, which is not linear"
-        else:
-            msg = f"uses an operation SymPy cannot run symbolically ({type(exc).__name__}: {exc})"
-        raise NonLinearSamplerError(f"sampler {smp.name!r} {msg} (at {where})") from exc
+            what = _branch_subject(tb, set(xs) | set(ws))
+            if what == "level":
+                raise DerivationError(
+                    f"sampler {smp.name!r} branches on a noise level (at {where}); levels are "
+                    "symbols in the derivation, so a step cannot branch on their values: "
+                    "use c.first, c.last or c.order (an order= rule of the sampler)") from None
+            raise NonLinearSamplerError(f"sampler {smp.name!r} branches on the value of the "
+                                        f"state or noise, which is not linear (at {where})") \
+                from None
+        raise DerivationError(f"sampler {smp.name!r} uses an operation SymPy cannot run "
+                              f"symbolically ({type(exc).__name__}: {exc}) (at {where})") from exc
     out = list(out) if isinstance(out, tuple | list) else [out]
     if len(out) != smp.state:
-        raise NonLinearSamplerError(
+        raise DerivationError(
             f"sampler {smp.name!r} returned {len(out)} values but declares state={smp.state}")
     vars_ = xs + ws + [S.mean]
     vset = set(vars_)
@@ -418,7 +523,7 @@ def derive(smp: Sampler, key: tuple = (False, False, 1),
         try:
             e = sp.sympify(e, strict=True)  # never parses strings
         except sp.SympifyError:
-            raise NonLinearSamplerError(
+            raise DerivationError(
                 f"sampler {smp.name!r} returned a {type(e).__name__} as output {k}, "
                 "not an expression in the state") from None
         o, back = opaque(e, vset | {S.lam})  # small: level-only parts are symbols
@@ -426,14 +531,13 @@ def derive(smp: Sampler, key: tuple = (False, False, 1),
         if any(cf.free_symbols & vset for cf in coefs):
             raise NonLinearSamplerError(
                 f"sampler {smp.name!r} is not linear in its state: output {k} contains "
-                f"{_culprit(e, vset)} (in {_where(smp.step, None)}:"
-                f"{smp.step.__code__.co_firstlineno})")
+                f"{_culprit(e, vset)} (at {_nonlinear_line(smp, key, prediction_type)})")
         rest = sp.simplify(o.subs({v: 0 for v in vars_}).xreplace(back))
         if rest != 0:
             raise NonLinearSamplerError(
                 f"sampler {smp.name!r} adds a term that is not proportional to the state, "
-                f"the noise or the data mean: {rest} (in {_where(smp.step, None)}:"
-                f"{smp.step.__code__.co_firstlineno})")
+                f"the noise or the data mean: {rest} "
+                f"(at {_nonlinear_line(smp, key, prediction_type)})")
         rows.append([_tidy(cf) for cf in coefs])
     n, q = smp.state, len(ws)
     A = sp.ImmutableMatrix([r[:n] for r in rows])
@@ -461,7 +565,7 @@ def closed_form(smp: Sampler, steps: int, prediction_type: str = "epsilon",
     ``steps <= 4`` are supported: beyond that, use the numeric evaluators.
 
     >>> from symspec import DDPM
-    >>> from symspec.symbols import lam
+    >>> from symspec.symbolic.symbols import lam
     >>> import sympy as sp
     >>> cf = closed_form(DDPM, 2)
     >>> ab2 = sp.Symbol("alphabar_2", positive=True)

@@ -6,7 +6,7 @@ with ``x0 ~ N(m, lam)``.  VP levels have ``alpha**2 + sigma**2 = 1``; VE levels 
 expressions and on NumPy arrays alike.
 
 >>> import sympy as sp
->>> from symspec.symbols import lam, level
+>>> from symspec.symbolic.symbols import lam, level
 >>> ab = level("t", "vp")
 >>> L = Level.vp(ab)
 >>> x = sp.Symbol("x")
@@ -17,14 +17,16 @@ expressions and on NumPy arrays alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from .ops import log, sqrt
 
-__all__ = ["Level", "PREDICTION_TYPES", "x0_hat", "eps_hat", "v_hat", "score", "model_output",
+__all__ = ["Level", "PREDICTION_TYPES", "PredictionType", "x0_hat", "eps_hat", "v_hat", "score", "model_output",
            "to_x0", "to_eps"]
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+#: What a model outputs: the noise, the clean sample, or the velocity ``v``.
+PredictionType: TypeAlias = Literal["epsilon", "sample", "v_prediction"]
+PREDICTION_TYPES: tuple[PredictionType, ...] = ("epsilon", "sample", "v_prediction")
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import Sampler, Step, make_level, variant
-from .numeric import _levels, validate_mean, validate_psd
-from .schedules import Schedule
+from .._checks import validate_mean, validate_psd
+from ..schedules import Schedule
+from ..symbolic.engine import Sampler, Step, make_level, variant
+from .core import step_levels
 
 __all__ = ["sample"]
 
@@ -43,7 +44,7 @@ def sample(sampler: Sampler, schedule: Schedule, psd, n: int, *, mean=None,
         x = np.array(x_init, dtype=np.float64).reshape(n, lam.size)
     state = [x] + [np.zeros_like(x) for _ in range(sampler.state - 1)]
     for i in range(sched.steps):
-        lv = [make_level(v, sampler.space) for v in _levels(sched, sampler, i)]
+        lv = [make_level(v, sampler.space) for v in step_levels(sched, sampler, i)]
         c = Step(lv[0], lv[1], lv[2:], lam, m, prediction_type,
                  lambda: rng.standard_normal((n, lam.size)), variant(sampler, i, sched.steps))
         out = sampler.step(c, *state, **sampler.opts)

@@ -43,12 +43,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .continuous import reference
-from .design import _forward
-from .engine import Sampler, check_type, make_level
-from .numeric import _levels, validate_psd
-from .schedules import Schedule
-from .spectra import radial_profile
+from .._checks import check_type, validate_psd
+from ..numeric.continuous import reference
+from ..numeric.core import run
+from ..schedules import Schedule
+from ..spectra.estimate import radial_profile
+from ..symbolic.engine import Sampler, make_level
 
 __all__ = ["Diagnosis", "diagnose", "PARTS", "plot_diagnosis"]
 
@@ -57,7 +57,7 @@ PARTS = ("initial", "discretisation", "noise_shape", "final_step")
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """Per-mode error parts (arrays shaped like the PSD), see :mod:`symspec.diagnose`."""
+    """Per-mode error parts (arrays shaped like the PSD), see :mod:`symspec.design.diagnosis`."""
 
     psd: np.ndarray
     output_psd: np.ndarray
@@ -113,7 +113,6 @@ def diagnose(sampler: Sampler, schedule: Schedule, psd, *,
     lam = grid.ravel()
     sched = schedule.to_space(sampler.space)
     n = sched.steps
-    levels = [_levels(sched, sampler, i) for i in range(n)]
 
     def lv(value):
         return make_level(float(value), sampler.space)
@@ -127,19 +126,20 @@ def diagnose(sampler: Sampler, schedule: Schedule, psd, *,
             return 1.0
         return (p.marginal(lam) / p.sigma**2) / (t.marginal(lam) / t.sigma**2)
 
-    _, S, T = _forward(sampler, levels, lam, prediction_type)
-    H2, V = T[0] ** 2, sched.init_var
+    fw = run(sampler, sched, lam, prediction_type=prediction_type)
+    H2, V = fw.transfer ** 2, sched.init_var
     D0, DL, De = marginal(sched.start[0]), marginal(sched.start[-1]), marginal(sched.end[-1])
-    P = H2 * V + S[0, 0]
-    P1 = H2 * D0 + S[0, 0]
-    tape2, S2, _ = _forward(sampler, levels, lam, prediction_type, noise_scale=shape)
-    P2 = H2 * D0 + S2[0, 0]
-    S_L, T_L = tape2[-1][:2]
-    VL = T_L[0] ** 2 * D0 + S_L[0, 0]
+    P = H2 * V + fw.noise
+    P1 = H2 * D0 + fw.noise
+    fw2 = run(sampler, sched, lam, prediction_type=prediction_type, noise_scale=shape,
+              trajectory=True)
+    P2 = H2 * D0 + fw2.noise
+    S_L, T_L = fw2.trajectory[0][-2], fw2.trajectory[1][-2]  # x before the last step
+    VL = T_L**2 * D0 + S_L
     P3 = De / DL * VL
     parts = {"initial": P - P1, "discretisation": P3 - De, "noise_shape": P1 - P2,
              "final_step": (P2 - P3) + (De - lam)}
-    deterministic = not np.any(S)  # no noise reached the output
+    deterministic = not np.any(fw.noise)  # no noise reached the output
     ref = reference("ode" if deterministic else "sde", sched, lam).output_psd
     shp = grid.shape
     return Diagnosis(grid, P.reshape(shp), {k: parts[k].reshape(shp) for k in PARTS},

@@ -29,8 +29,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .engine import Sampler, check_type
-from .schedules import Schedule, diffusers_schedule
+from .._checks import check_type
+from ..schedules import Schedule, diffusers_schedule
+from ..symbolic.engine import Sampler
 
 __all__ = ["to_diffusers", "level_range", "EXPORTERS"]
 
@@ -134,7 +135,7 @@ def _ddim(sampler: Sampler, schedule: Schedule, base):
     if eta == 0:
         return _dpmsolver(sampler, schedule, base, _dpmpp_config(1, False, "midpoint", True))
     if eta == 1:
-        from .samplers import DDPM
+        from ..symbolic.samplers import DDPM
 
         return _ddpm(DDPM(variance="fixed_small"), schedule, base)
     raise ValueError(f"no diffusers scheduler runs DDIM with eta={eta} on a custom grid "
@@ -249,7 +250,7 @@ def to_diffusers(sampler: Sampler, schedule: Schedule, base=None, *, psd=None,
               "levels": exported.to_space(sampler.space).start.tolist(),
               "max_logsnr_error": float(np.max(np.abs(_logsnr(exported) - _logsnr(schedule))))}
     if psd is not None:
-        from .design import objective
+        from ..design.optimise import objective
 
         report.update(divergence=divergence,
                       objective_designed=objective(sampler, schedule, psd, divergence),

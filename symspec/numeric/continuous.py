@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING
 
 import sympy as sp
 
-from . import denoiser as dn
-from . import symbols as S
-from .engine import Sampler, check_type, make_level
-from .numeric import Response, lambdify_modes, spectral_response, validate_mean, validate_psd
-from .schedules import Schedule
+from .._checks import check_type, validate_mean, validate_psd
+from ..schedules import Schedule
+from ..symbolic import denoiser as dn
+from ..symbolic import symbols as S
+from ..symbolic.engine import Sampler, make_level
+from .lambdify import lambdify_modes
+from .response import Response, spectral_response
 
 if TYPE_CHECKING:  # arrays pass through; this module computes nothing with NumPy itself
     import numpy as np

@@ -1,7 +1,7 @@
 """Built-in samplers, each a short step function run by the generic engine.
 
 Every step reads levels ``c.t`` (current) and ``c.p`` (next, closer to the data) and
-returns the next state.  See :mod:`symspec.engine` for the contract.
+returns the next state.  See :mod:`symspec.symbolic.engine` for the contract.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .spectra import SpectrumAccumulator
+from .estimate import SpectrumAccumulator
 
 __all__ = ["IMAGE_SUFFIXES", "load_stack", "read_wav", "image_files", "read_image",
            "cut_image", "stack_spectrum", "folder_spectrum"]

@@ -23,7 +23,7 @@ def _pick(symbolic, numeric):
             return numeric(a)
         except TypeError:
             raise TypeError(
-                f"{numeric.__name__}() got {type(a).__name__}: symspec.ops functions take "
+                f"{numeric.__name__}() got {type(a).__name__}: symspec.symbolic.ops functions take "
                 "noise levels (numbers or SymPy expressions); applying them to the state "
                 "is not linear"
             ) from None

@@ -2,21 +2,13 @@
 
 For a sampler, a data spectrum ``lam`` and ``N`` steps, :func:`design_schedule` chooses the
 ``N + 1`` levels ``v_0 (noisiest) .. v_N (final)`` that minimise a divergence
-(:func:`symspec.divergence.divergence`) between ``lam`` and the sampler's output spectrum
+(:func:`symspec.divergence`) between ``lam`` and the sampler's output spectrum
 ``P = H**2 V + S``.  The method:
 
-*Exact gradients.*  A step is ``state' = A state + B w`` (:func:`symspec.engine.derive`); the
-state covariance follows ``S <- A S A^T + Q`` and the transfer ``T <- A T`` from
-``S = 0, T = e_0``, for any state size (multistep samplers included).  The entries of ``A``
-and ``Q`` are differentiated symbolically with respect to the level symbols and compiled
-(:func:`symspec.numeric.compiled_gradient`); reverse mode then carries
-``Sbar = dJ/dS`` and ``Tbar = dJ/dT`` back through the steps::
-
-    Abar = 2 Sbar A S + Tbar T^T,   Qbar = Sbar,   Sbar <- A^T Sbar A,   Tbar <- A^T Tbar
-
-starting from ``Sbar = J'(P) e_0 e_0^T``, ``Tbar = 2 V T_0 J'(P) e_0``, and each step adds
-``sum(Abar * dA/dv + Qbar * dQ/dv)`` to the level ``v`` it reads (its start, its end and,
-for multistep samplers, earlier levels).  See :func:`objective`.
+*Exact gradients.*  The objective is a function of the output spectrum
+``P = T_0**2 V + S_00`` of one forward run; its gradient in every level comes from the
+run's exact adjoint, :func:`symspec.numeric.core.vjp`, with the cotangents
+``J'(P)`` for ``S_00`` and ``2 V T_0 J'(P)`` for ``T_0``.  See :func:`objective`.
 
 *Parameterisation.*  Levels are placed in log-SNR ``u = log(alphabar / (1 - alphabar))
 = -2 log sigma``.  The ``m`` free levels are ``u_j = a + (b - a) (d_0 + ... + d_j)`` with
@@ -49,11 +41,9 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, softmax
 
-from .divergence import DIVERGENCES, divergence_grad
-from .divergence import divergence as _divergence
-from .engine import Sampler, check_type, variant
-from .numeric import _levels, compiled_gradient, lam_powers, validate_psd
-from .schedules import (
+from .._checks import check_type, validate_psd
+from ..numeric.core import TAPE_BYTES, run, vjp
+from ..schedules import (
     BETA_SCHEDULES,
     SPACINGS,
     Schedule,
@@ -61,6 +51,9 @@ from .schedules import (
     inference_timesteps,
     training_alphas_cumprod,
 )
+from ..symbolic.engine import Sampler
+from .divergences import DIVERGENCES, divergence_grad
+from .divergences import divergence as _divergence
 
 __all__ = ["design_schedule", "objective", "baseline_schedules", "DesignWarning",
            "LOGSNR_RANGE", "STARTS"]
@@ -98,89 +91,23 @@ def _from_logsnr(u: np.ndarray, space: str) -> tuple[np.ndarray, np.ndarray]:
     return v, -0.5 * v
 
 
-def _level_index(smp: Sampler, i: int) -> tuple[int, ...]:
-    """Grid positions read by step ``i`` of a chained run (as :func:`spectral_response`)."""
-    return (i, i + 1, *(i - k if i - k >= 0 else i for k in range(1, smp.history + 1)))
-
-
-# -- forward and reverse passes ----------------------------------------------------------
-def _step_maps(smp: Sampler, i: int, n: int, levels, lam: np.ndarray, powers: dict,
-               prediction_type: str, wrt: tuple = ()):
-    """``A`` and ``Q`` (shape ``(k, k, M)``) of step ``i`` of ``n`` at ``levels``, and the
-    entries ``{(kind, r, c): (value, derivatives in wrt)}`` they are built from (``Q``: upper
-    triangle)."""
-    k, M = smp.state, lam.size
-    try:
-        cg = compiled_gradient(smp, variant(smp, i, n), prediction_type, wrt)
-        if cg.width not in powers:
-            powers[cg.width] = lam_powers(lam, cg.width)
-        with np.errstate(over="raise", invalid="raise", divide="raise"):
-            ent = cg.entries(powers[cg.width], levels)
-    except (ValueError, ZeroDivisionError, OverflowError, FloatingPointError) as exc:
-        raise ValueError(f"step {i} of {smp.name!r} cannot be evaluated at levels {levels}: "
-                         f"{exc}") from None
-    A, Q = np.zeros((k, k, M)), np.zeros((k, k, M))
-    for (kind, r, c), (val, _) in ent.items():
-        if kind == "A":
-            A[r, c] = val
-        else:
-            Q[r, c] = Q[c, r] = val
-    return A, Q, ent
-
-
-def _forward(smp: Sampler, levels, lam: np.ndarray, prediction_type: str, noise_scale=None):
-    """Run the covariance recursion per mode; return the tape and the final ``(S, T)``.
-
-    ``levels[i]`` are the level values step ``i`` reads, ``noise_scale(i)`` an optional
-    per-mode factor on its ``Q``.  ``S`` has shape ``(k, k, M)``, ``T`` ``(k, M)``; the tape
-    holds the ``(S, T)`` each step starts from (the maps are recomputed in the reverse pass:
-    keeping them would cost more memory, and time, than evaluating them again).  For the
-    small ``k`` of samplers one ``einsum`` over the mode axis beats batched matrix products.
+def _value_and_grad(sampler: Sampler, sched: Schedule, lam: np.ndarray, w, divergence: str,
+                    prediction_type: str, free: np.ndarray):
+    """Objective, its gradient in the grid of a chained ``sched`` (0 where ``free`` is not
+    set) and in ``init_var``, from one forward run and its adjoint (:mod:`symspec.numeric.core`).
     """
-    n, k, M = len(levels), smp.state, lam.size
-    S, T = np.zeros((k, k, M)), np.zeros((k, M))
-    T[0] = 1.0
-    tape, powers = [], {}
-    for i in range(n):
-        A, Q, _ = _step_maps(smp, i, n, levels[i], lam, powers, prediction_type)
-        if noise_scale is not None:
-            Q = Q * noise_scale(i)
-        tape.append((S, T))
-        S = np.einsum("abm,bcm,dcm->adm", A, S, A) + Q
-        T = np.einsum("abm,bm->am", A, T)
-    return tape, S, T
-
-
-def _value_and_grad(smp: Sampler, grid: np.ndarray, init_var: float, lam: np.ndarray,
-                    w, kind: str, prediction_type: str, free: np.ndarray):
-    """Objective, its gradient in the grid values (0 where not free) and in ``init_var``."""
-    n = grid.size - 1
-    idx = [_level_index(smp, i) for i in range(n)]
-    wrt = [tuple(p for p, g in enumerate(ix) if free[g]) for ix in idx]
-    levels = [tuple(float(grid[g]) for g in ix) for ix in idx]
-    tape, S, T = _forward(smp, levels, lam, prediction_type)
-    P = T[0] ** 2 * init_var + S[0, 0]
+    n, k = sched.steps, sampler.state
+    small = 16 * n * (k * (k + 1) // 2 + k) * lam.size <= TAPE_BYTES
+    fw = run(sampler, sched, lam, prediction_type=prediction_type, tape=small)
+    T, V = fw.transfer, sched.init_var
+    P = T * T * V + fw.noise
     if not np.all(np.isfinite(P)):
         raise ValueError("the output spectrum is not finite; check the schedule and psd ranges")
-    J = _divergence(lam, P, kind, w)
-    pbar = divergence_grad(lam, P, kind, w)
-    Sbar, Tbar = np.zeros_like(S), np.zeros_like(T)
-    Sbar[0, 0] = pbar
-    Tbar[0] = 2 * init_var * T[0] * pbar
-    grad_init_var = float(np.sum(pbar * T[0] ** 2))
-    grad, powers = np.zeros(n + 1), {}
-    for i in range(n - 1, -1, -1):
-        S, T = tape[i]
-        A, _, ent = _step_maps(smp, i, n, levels[i], lam, powers, prediction_type, wrt[i])
-        if wrt[i]:
-            Abar = 2 * np.einsum("abm,bcm,cdm->adm", Sbar, A, S) + Tbar[:, None] * T[None]
-            g = np.zeros(len(wrt[i]))
-            for (kind, r, c), (_, der) in ent.items():  # Q: both triangles
-                g += der @ (Abar[r, c] if kind == "A" else Sbar[r, c] * (1 + (r != c)))
-            np.add.at(grad, [idx[i][p] for p in wrt[i]], g)
-        Sbar = np.einsum("bam,bcm,cdm->adm", A, Sbar, A)
-        Tbar = np.einsum("bam,bm->am", A, Tbar)
-    return J, grad, grad_init_var, P
+    J = _divergence(lam, P, divergence, w)
+    pbar = divergence_grad(lam, P, divergence, w)
+    gs, ge = vjp(sampler, sched, lam, pbar, 2 * V * T * pbar, (free[:-1], free[1:]),
+                 prediction_type=prediction_type, tape=fw.tape)
+    return J, np.append(gs, 0.0) + np.append(0.0, ge), float(np.sum(pbar * T * T)), P
 
 
 def _check_kind(kind: str) -> None:
@@ -232,19 +159,17 @@ def objective(sampler: Sampler, schedule: Schedule, psd, divergence: str = "w2",
     lam, w = _check_psd(psd, divergence, weights)
     sched = schedule.to_space(sampler.space)
     if not gradient:
-        levels = [_levels(sched, sampler, i) for i in range(sched.steps)]
-        _, S, T = _forward(sampler, levels, lam, prediction_type)
-        return _divergence(lam, T[0] ** 2 * sched.init_var + S[0, 0], divergence, w)
+        fw = run(sampler, sched, lam, prediction_type=prediction_type)
+        T = fw.transfer
+        return _divergence(lam, T * T * sched.init_var + fw.noise, divergence, w)
     if not sched.chained:
         raise ValueError("gradient=True needs a chained schedule (each step starting where "
                          "the previous one ended)")
     if sched.space == "vp" and sched.start[0] == 0:
         raise ValueError("the gradient at alpha-bar 0 (zero terminal SNR) does not exist; "
                          "hold that level fixed")
-    grid = np.append(sched.start, sched.end[-1])
-    free = np.arange(grid.size) < sched.steps
-    J, g, gv, _ = _value_and_grad(sampler, grid, sched.init_var, lam, w, divergence,
-                                  prediction_type, free)
+    free = np.arange(sched.steps + 1) < sched.steps
+    J, g, gv, _ = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type, free)
     return J, g[:-1], gv
 
 
@@ -405,7 +330,7 @@ def design_schedule(sampler: Sampler, psd, steps: int, divergence: str = "w2", *
     steps : int
         Number of steps ``N >= 1``.
     divergence : {"w2", "kl", "kl_reverse"}
-        The objective, :func:`symspec.divergence.divergence` (``weights`` passed on).
+        The objective, :func:`symspec.divergence` (``weights`` passed on).
     space : {"vp", "ve"}, optional
         Units of ``start``, ``end`` and ``level_range``: alpha-bar or sigma (default: the
         sampler's space).
@@ -415,7 +340,7 @@ def design_schedule(sampler: Sampler, psd, steps: int, divergence: str = "w2", *
         Fix the final level (default: clean, alpha-bar 1 / sigma 0).
     level_range : (float, float), optional
         ``(min, max)`` of the free (not fixed) levels (default :data:`LOGSNR_RANGE` in
-        log-SNR).  Use :func:`symspec.export.level_range` to stay inside a diffusers training
+        log-SNR).  Use :func:`symspec.diffusers.export.level_range` to stay inside a diffusers training
         schedule.
     zero_terminal_snr : bool
         Start from alpha-bar 0 (VP samplers; the initial latent is then exactly the data's
@@ -463,7 +388,8 @@ def design_schedule(sampler: Sampler, psd, steps: int, divergence: str = "w2", *
     def evaluate(theta):
         grid, s, dv = par.grid(theta)
         V = par.init_variance(grid)
-        J, g, gV, _ = _value_and_grad(sampler, grid, V, lam, w, divergence, prediction_type,
+        sched = Schedule(grid[:-1], grid[1:], par.space, V)
+        J, g, gV, _ = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
                                       free)
         dV0 = gV * 2 * grid[0] if par.init_var is None and par.space == "ve" else 0.0
         return J, par.chain(g, dV0, s, dv)

@@ -1,6 +1,6 @@
 """Canonical SymPy symbols of symspec, with their assumptions.
 
->>> from symspec.symbols import lam, level
+>>> from symspec.symbolic.symbols import lam, level
 >>> lam.is_nonnegative
 True
 >>> level("t", "vp")
