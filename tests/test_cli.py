@@ -42,7 +42,7 @@ def test_derive_prints_the_map_and_closed_form(capsys):
     lines = dict(line.split(": ", 1) for line in out.splitlines())
     assert {"gain", "noise_var", "transfer", "output_psd", "A", "Q", "C"} <= set(lines)
     a2 = level("2", "vp")
-    telescoped = sp.sqrt(a2) * lam / (a2 * lam + 1 - a2)  # THEORY: DDPM over 2 steps
+    telescoped = sp.sqrt(a2) * lam / (a2 * lam + 1 - a2)  # book theory/ddpm.md: DDPM over 2 steps
     assert sp.simplify(parse(lines["transfer"]) - telescoped) == 0
 
 

@@ -147,7 +147,7 @@ def test_many_steps_get_distinct_timesteps():
 
 
 def test_exporters_cover_documented_samplers():
-    assert set(EXPORTERS) <= set(SAMPLERS)
+    assert set(EXPORTERS) <= {s.step for s in SAMPLERS.values()}
 
 
 @pytest.mark.parametrize("smp, schedule, match", [
@@ -181,3 +181,26 @@ def test_zero_snr_base_is_refused():
     with pytest.raises(ValueError, match="alpha-bar of 0"):
         to_diffusers(symspec.DDPM, Schedule.from_alpha_bar([0.1, 0.5, 1.0]),
                      DDPMScheduler(rescale_betas_zero_snr=True))
+
+
+def test_a_user_sampler_named_like_a_builtin_is_not_exported_as_it():
+    # export is keyed on the sampler object, never its name (issue 9)
+    @symspec.sampler(space="vp", name="ddim")
+    def ddim(c, x):
+        return c.x0(x)
+
+    with pytest.raises(ValueError, match="no diffusers scheduler runs sampler 'ddim'"):
+        to_diffusers(ddim, Schedule.from_alpha_bar([0.1, 0.5, 1.0]))
+
+
+def test_prev_rule_is_a_fact_of_the_sampler():
+    from symspec.design import baseline_schedules
+
+    @symspec.sampler(space="vp", name="ddim")
+    def not_ddim(c, x):
+        return c.x0(x)
+
+    assert symspec.DDIM.prev == "stride" and symspec.DDPM.prev == "chained"
+    # a user sampler named "ddim" keeps the chained rule: linspace grids stay chained
+    assert baseline_schedules(not_ddim, 7)["linear/linspace"].chained
+    assert not baseline_schedules(symspec.DDIM, 7)["linear/linspace"].chained

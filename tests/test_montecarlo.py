@@ -67,3 +67,30 @@ def test_errors(kwargs, pattern):
     args = {"psd": [1.0, 2.0], "n": 2, **kwargs}
     with pytest.raises(ValueError, match=pattern):
         sample(DDPM, SCHED, args.pop("psd"), args.pop("n"), **args)
+
+
+def test_sample_runs_a_noise_coloured_by_the_spectrum():
+    # issue 9: symspec.ops took scalars only, so a step whose noise depends on c.lam failed
+    import symspec
+    from symspec.symbolic.ops import sqrt
+
+    @symspec.sampler()
+    def coloured(c, x):
+        return c.x0(x) + sqrt(c.lam / (1 + c.lam)) * (1 - c.p.alpha_bar) * c.noise()
+
+    s = symspec.Schedule.from_alpha_bar([0.05, 0.5, 1.0])
+    psd = np.array([0.5, 2.0])
+    x = symspec.sample(coloured, s, psd, 40000, seed=3)
+    r = symspec.spectral_response(coloured, s, psd)
+    se = r.output_psd * np.sqrt(2 / 40000)
+    assert np.all(np.abs(x.var(axis=0) - r.output_psd) < 5 * se)
+
+
+def test_sample_checks_its_arguments():
+    import symspec
+
+    s = symspec.Schedule.from_alpha_bar([0.05, 0.5, 1.0])
+    with pytest.raises(TypeError, match="sampler must be a symspec Sampler, got str"):
+        symspec.sample("ddpm", s, [1.0], 10)
+    with pytest.raises(TypeError, match="schedule must be a symspec Schedule"):
+        symspec.sample(symspec.DDPM, [0.1, 1.0], [1.0], 10)

@@ -440,8 +440,9 @@ def baseline_schedules(sampler: Sampler, steps: int,
 
     - ``"{beta}/{spacing}"``: diffusers' training schedules (``linear``, ``scaled_linear``,
       ``squaredcos_cap_v2``; 1000 steps) with ``leading``/``trailing``/``linspace`` spacing;
-      chained as DDPMScheduler and the sigma-based schedulers run them, or with
-      DDIMScheduler's stride rule (``prev = t - 1000 // N``) for the ``ddim`` sampler.
+      with the sampler's own prev-level rule (:attr:`symspec.Sampler.prev`): chained as
+      DDPMScheduler and the sigma-based schedulers run them, or DDIMScheduler's stride rule
+      (``prev = t - 1000 // N``) for DDIM.
     - ``"karras"``: Karras et al. (2022), ``rho = 7``, ``"exponential"``: log-uniform
       sigmas (= uniform log-SNR), both between the sigmas of training steps 0 and 999 of
       ``beta_schedule``, then 0.
@@ -456,7 +457,7 @@ def baseline_schedules(sampler: Sampler, steps: int,
     """
     if not isinstance(steps, int) or not 1 <= steps <= 1000:
         raise ValueError(f"steps must be an int from 1 to 1000, got {steps!r}")
-    prev = "stride" if sampler.name == "ddim" else "chained"
+    prev = sampler.prev
     out = {}
     for beta in BETA_SCHEDULES:
         ab = training_alphas_cumprod(1000, beta)

@@ -32,6 +32,7 @@ import numpy as np
 from .._checks import check_type
 from ..schedules import Schedule, diffusers_schedule
 from ..symbolic.engine import Sampler
+from ..symbolic.samplers import DDIM, DDPM, DPMPP, EULER, HEUN
 
 __all__ = ["to_diffusers", "level_range", "EXPORTERS"]
 
@@ -62,8 +63,8 @@ def level_range(base=None, space: str = "vp") -> tuple[float, float]:
     :func:`symspec.design.design_schedule` so that a design stays exportable.  ``base``
     is a diffusers scheduler (default: ``DDPMScheduler()``, linear betas).
 
-    >>> lo, hi = level_range()  # doctest: +SKIP
-    >>> round(lo, 6), round(hi, 6)  # doctest: +SKIP
+    >>> lo, hi = level_range()
+    >>> round(lo, 6), round(hi, 6)
     (4e-05, 0.9999)
     """
     _, ab = _scheduler("DDPMScheduler", base)
@@ -135,8 +136,6 @@ def _ddim(sampler: Sampler, schedule: Schedule, base):
     if eta == 0:
         return _dpmsolver(sampler, schedule, base, _dpmpp_config(1, False, "midpoint", True))
     if eta == 1:
-        from ..symbolic.samplers import DDPM
-
         return _ddpm(DDPM(variance="fixed_small"), schedule, base)
     raise ValueError(f"no diffusers scheduler runs DDIM with eta={eta} on a custom grid "
                      "(DDIMScheduler only takes its own spacings); export eta=0 or eta=1")
@@ -185,9 +184,11 @@ def _heun(sampler: Sampler, schedule: Schedule, base):
     return sch, Schedule.from_sigmas(got, float(got[0]) ** 2 + 1)
 
 
-#: sampler name -> exporter ``(sampler, schedule, base) -> (scheduler, exported Schedule)``
-EXPORTERS: dict[str, Callable] = {"ddpm": _ddpm, "ddim": _ddim, "dpmpp": _dpmpp,
-                                  "euler": _euler, "heun": _heun}
+#: Exporters ``(sampler, schedule, base) -> (scheduler, exported Schedule)``, keyed on the
+#: built-in sampler they run (its step function: any options, never a name).
+EXPORTERS: dict[Callable, Callable] = {DDPM.step: _ddpm, DDIM.step: _ddim, DPMPP.step: _dpmpp,
+                                       EULER.step: _euler, HEUN.step: _heun}
+_EXPORTABLE = ("DDPM", "DDIM", "DPMPP", "EULER", "HEUN")
 
 
 def _logsnr(s: Schedule) -> np.ndarray:
@@ -227,16 +228,16 @@ def to_diffusers(sampler: Sampler, schedule: Schedule, base=None, *, psd=None,
     --------
     >>> import symspec
     >>> s = symspec.Schedule.from_alpha_bar([0.01, 0.3, 0.9, 1.0])
-    >>> sch = to_diffusers(symspec.DDPM, s)  # doctest: +SKIP
-    >>> sch.timesteps.tolist(), sch.symspec_export["max_logsnr_error"] < 0.02  # doctest: +SKIP
+    >>> sch = to_diffusers(symspec.DDPM, s)
+    >>> sch.timesteps.tolist(), sch.symspec_export["max_logsnr_error"] < 0.02
     ([673, 342, 97], True)
     """
     check_type(sampler, Sampler, "sampler")
     check_type(schedule, Schedule, "schedule")
-    exporter = EXPORTERS.get(sampler.name)
+    exporter = EXPORTERS.get(sampler.step)
     if exporter is None:
-        raise ValueError(f"no diffusers scheduler runs {sampler.name!r} on a custom grid; "
-                         f"exportable samplers: {', '.join(sorted(EXPORTERS))}")
+        raise ValueError(f"no diffusers scheduler runs sampler {sampler.name!r} on a custom "
+                         f"grid; exportable samplers: symspec.{', symspec.'.join(_EXPORTABLE)}")
     if not schedule.chained:
         raise ValueError("only chained schedules (each step starting where the previous one "
                          "ended) can be exported")

@@ -163,7 +163,8 @@ def from_diffusers(scheduler, **step_kwargs) -> tuple[Sampler, Schedule]:
 
     Call ``scheduler.set_timesteps(...)`` first.  ``step_kwargs`` are what you would pass
     to ``scheduler.step`` (``eta`` for DDIM).  The schedule's ``meta`` records the
-    timesteps and the prediction type.
+    scheduler's class name and prediction type for every scheduler, and the integer
+    timesteps for DDPM and DDIM (the sigma-based schedulers are described by their levels).
 
     The scheduler's own levels are read after ``set_timesteps``: alpha-bars by timestep
     (DDPM, DDIM), or its ``sigmas``.  Euler, Euler ancestral, Heun and LMS step the VE
@@ -175,9 +176,9 @@ def from_diffusers(scheduler, **step_kwargs) -> tuple[Sampler, Schedule]:
 
     Examples
     --------
-    >>> from diffusers import DDIMScheduler  # doctest: +SKIP
-    >>> s = DDIMScheduler(clip_sample=False); s.set_timesteps(10)  # doctest: +SKIP
-    >>> sampler, schedule = from_diffusers(s, eta=0.0)  # doctest: +SKIP
+    >>> from diffusers import DDIMScheduler
+    >>> s = DDIMScheduler(clip_sample=False); s.set_timesteps(10)
+    >>> sampler, schedule = from_diffusers(s, eta=0.0)
     """
     name = type(scheduler).__name__
     conv = SUPPORTED_SCHEDULERS.get(name)

@@ -166,11 +166,11 @@ def scheduler_response(scheduler, psd, step_kwargs=None, strict64: bool = False)
     Examples
     --------
     >>> import numpy as np, symspec
-    >>> from diffusers import DDPMScheduler  # doctest: +SKIP
-    >>> sch = DDPMScheduler(clip_sample=False); sch.set_timesteps(4)  # doctest: +SKIP
-    >>> h, q = scheduler_response(sch, [0.5, 2.0])  # doctest: +SKIP
-    >>> r = symspec.spectral_response(*symspec.from_diffusers(sch), [0.5, 2.0])  # doctest: +SKIP
-    >>> bool(np.allclose(h, r.transfer) and np.allclose(q, r.noise_psd))  # doctest: +SKIP
+    >>> from diffusers import DDPMScheduler
+    >>> sch = DDPMScheduler(clip_sample=False); sch.set_timesteps(4)
+    >>> h, q = scheduler_response(sch, [0.5, 2.0])
+    >>> r = symspec.spectral_response(*symspec.from_diffusers(sch), [0.5, 2.0])
+    >>> bool(np.allclose(h, r.transfer) and np.allclose(q, r.noise_psd))
     True
     """
     M = np.asarray(psd).size

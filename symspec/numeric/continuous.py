@@ -92,7 +92,7 @@ def closed_forms(kind: str, space: str) -> dict[str, sp.Expr]:
     >>> cf = closed_forms("sde", "vp")
     >>> ab0, ab1 = cf["levels"]
     >>> D = lambda ab: ab * S.lam + 1 - ab
-    >>> sp.simplify(cf["transfer"].subs(ab1, 1) - sp.sqrt(ab0) * S.lam / D(ab0))  # THEORY.md
+    >>> sp.simplify(cf["transfer"].subs(ab1, 1) - sp.sqrt(ab0) * S.lam / D(ab0))  # book: theory/ddpm.md
     0
     """
     _check(kind, space)

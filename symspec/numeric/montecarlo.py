@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import validate_mean, validate_psd
+from .._checks import check_type, validate_mean, validate_psd
 from ..schedules import Schedule
-from ..symbolic.engine import Sampler, Step, make_level, variant
+from ..symbolic.engine import Sampler, Step, derive, make_level, variant
 from .core import step_levels
 
 __all__ = ["sample"]
@@ -18,7 +18,9 @@ def sample(sampler: Sampler, schedule: Schedule, psd, n: int, *, mean=None,
     """Run ``sampler`` on ``n`` independent chains, per mode, with the exact Gaussian model.
 
     Returns an array of shape ``(n, *psd.shape)``: samples whose per-mode variance
-    estimates :attr:`~symspec.numeric.Response.output_psd`.
+    estimates :attr:`~symspec.numeric.Response.output_psd`.  The sampler is derived
+    (:func:`symspec.derive`) first, so a definition that is not linear is refused here too;
+    a step may use the per-mode data variance ``c.lam`` (an array here).
 
     >>> import numpy as np, symspec
     >>> s = symspec.Schedule.from_alpha_bar([0.05, 0.5, 1.0])
@@ -27,7 +29,9 @@ def sample(sampler: Sampler, schedule: Schedule, psd, n: int, *, mean=None,
     >>> bool(abs(x.var(axis=0)[0] / r.output_psd[0] - 1) < 0.05)
     True
     """
-    if not isinstance(n, int) or n < 1:
+    check_type(sampler, Sampler, "sampler")
+    check_type(schedule, Schedule, "schedule")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     lam_grid = validate_psd(psd)
     shape = lam_grid.shape
@@ -43,6 +47,8 @@ def sample(sampler: Sampler, schedule: Schedule, psd, n: int, *, mean=None,
     else:
         x = np.array(x_init, dtype=np.float64).reshape(n, lam.size)
     state = [x] + [np.zeros_like(x) for _ in range(sampler.state - 1)]
+    for i in range(sched.steps):  # certified linear first: the run below cannot tell
+        derive(sampler, variant(sampler, i, sched.steps), prediction_type)
     for i in range(sched.steps):
         lv = [make_level(v, sampler.space) for v in step_levels(sched, sampler, i)]
         c = Step(lv[0], lv[1], lv[2:], lam, m, prediction_type,

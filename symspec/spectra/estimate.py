@@ -3,7 +3,7 @@
 Per-mode variances live on the full FFT grid of a signal (1-D) or image (2-D), in the
 layout of ``numpy.fft.fftn(x, norm="ortho")``: each bin is one mode, counted once.  For
 real data the bins ``k`` and ``-k`` carry conjugate coefficients, so the grid is symmetric,
-``psd[k] == psd[-k]``; both bins are kept (THEORY.md, "Real signals": together they are one
+``psd[k] == psd[-k]``; both bins are kept (the book, chapter "Why spectra", real signals: together they are one
 complex mode, two real modes), and by Parseval ``psd.sum()`` is the expected energy
 ``E ||x||^2`` of one sample.
 """
@@ -269,8 +269,8 @@ def channel_psd(samples, *, remove_mean: bool = True, window: str | None = None,
     the channel FFTs is Hermitian; diagonalising it (:func:`numpy.linalg.eigh`) gives ``C``
     uncorrelated modes ``U_k^H X_k`` with variances the eigenvalues.  Each (bin,
     eigen-channel) pair is one mode of the full grid, counted once; for real data
-    ``S_{-k} = conj(S_k)``, so mirrored bins have equal eigenvalues (THEORY.md, "Real
-    signals").  The eigenvalues sum to the channel PSDs' sum (Parseval).
+    ``S_{-k} = conj(S_k)``, so mirrored bins have equal eigenvalues (the book, chapter
+    "Why spectra").  The eigenvalues sum to the channel PSDs' sum (Parseval).
 
     Parameters
     ----------

@@ -27,17 +27,21 @@ import os
 import sys
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import sympy as sp
 from sympy.core.function import Application
 
-from .._checks import check_space, check_type
+from .._checks import Space, check_space, check_type
 from . import denoiser as dn
 from . import symbols as S
 
 __all__ = ["Sampler", "Step", "StepMap", "NonLinearSamplerError", "DerivationError", "default_key", "sampler", "derive", "variant",
            "level_symbols", "closed_form"]
+
+
+#: diffusers' rule for the level a step goes to on an integer timestep grid.
+PrevRule: TypeAlias = Literal["chained", "stride"]
 
 
 class DerivationError(ValueError):
@@ -50,19 +54,27 @@ class NonLinearSamplerError(DerivationError):
 
 @dataclass(frozen=True)
 class Sampler:
-    """A sampler as data: a step function plus its options.
+    """A sampler as data: a step function, its options, and the facts it carries.
 
-    Call it with keyword options to get a configured copy: ``DDIM(eta=1.0)``.
+    Call it with keyword options to get a configured copy: ``DDIM(eta=1.0)``; ``check``
+    (if set) validates the options there, with the valid range in its message.  ``prev``
+    is the rule diffusers' scheduler for this sampler uses to pick the level a step goes
+    to on an integer timestep grid: ``"chained"`` (the next timestep of the grid) or
+    ``"stride"`` (``t - T // N``, DDIMScheduler's rule).  How a sampler is exported to
+    diffusers is keyed on the sampler's step function
+    (:data:`symspec.diffusers.export.EXPORTERS`), never on its name.
     """
 
     name: str
     step: Callable = field(repr=False)
-    space: str = "vp"
+    space: Space = "vp"
     state: int = 1
     history: int = 0
     options: tuple[tuple[str, Hashable], ...] = ()
     order_at: Callable[..., Hashable] | None = field(default=None, repr=False, compare=True)
     doc: str = field(default="", repr=False, compare=False)
+    prev: PrevRule = field(default="chained", compare=False)
+    check: Callable[..., None] | None = field(default=None, repr=False, compare=False)
 
     def __call__(self, **options: Hashable) -> Sampler:
         known = dict(self.options)
@@ -78,6 +90,8 @@ class Sampler:
                 raise TypeError(f"option {k!r} of sampler {self.name!r} must be hashable, "
                                 f"got {type(v).__name__}") from None
         known.update(options)
+        if self.check is not None:
+            self.check(**known)
         return replace(self, options=tuple(sorted(known.items())))
 
     @property
@@ -86,8 +100,10 @@ class Sampler:
         return dict(self.options)
 
 
-def sampler(space: str = "vp", state: int = 1, history: int | None = None,
-            order: Callable[..., Hashable] | None = None, name: str | None = None):
+def sampler(space: Space = "vp", state: int = 1, history: int | None = None,
+            order: Callable[..., Hashable] | None = None, name: str | None = None, *,
+            prev: PrevRule = "chained", check: Callable[..., None] | None = None
+            ) -> Callable[[Callable], Sampler]:
     """Decorator: turn a step function into a :class:`Sampler`.
 
     Parameters
@@ -105,6 +121,11 @@ def sampler(space: str = "vp", state: int = 1, history: int | None = None,
         ``(first, last, order)`` share one derivation.
     name : str, optional
         Defaults to the function's name.
+    prev : {"chained", "stride"}
+        diffusers' rule for the level a step goes to on integer timesteps
+        (:attr:`Sampler.prev`).
+    check : callable, optional
+        ``check(**options)`` raises ``ValueError`` for option values the step cannot take.
 
     Notes
     -----
@@ -146,6 +167,8 @@ def sampler(space: str = "vp", state: int = 1, history: int | None = None,
     symspec.symbolic.engine.NonLinearSamplerError: sampler 'clipped' branches on the value of the state...
     """
     check_space(space)
+    if prev not in ("chained", "stride"):
+        raise ValueError(f"prev must be 'chained' or 'stride', got {prev!r}")
     if not isinstance(state, int) or state < 1:
         raise ValueError(f"state must be a positive int, got {state!r}")
 
@@ -153,9 +176,12 @@ def sampler(space: str = "vp", state: int = 1, history: int | None = None,
         params = inspect.signature(fn).parameters.values()
         opts = tuple(sorted((p.name, p.default) for p in params
                             if p.kind is p.KEYWORD_ONLY and p.default is not p.empty))
-        return Sampler(name or fn.__name__, fn, space, state,
-                       state - 1 if history is None else history, opts, order,
-                       inspect.getdoc(fn) or "")
+        smp = Sampler(name or fn.__name__, fn, space, state,
+                      state - 1 if history is None else history, opts, order,
+                      inspect.getdoc(fn) or "", prev, check)
+        if check is not None:
+            check(**smp.opts)
+        return smp
 
     return wrap
 

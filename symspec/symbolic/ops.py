@@ -1,39 +1,45 @@
-"""Elementary functions that work on SymPy expressions and on plain floats.
+"""Elementary functions that work on SymPy expressions, floats and NumPy arrays.
 
-Sampler definitions call these on noise levels, so the same definition can be
-run symbolically (SymPy) and numerically (floats for the schedule, NumPy arrays
-for the state).  Applying them to the state itself is not linear, and the
-derivation engine reports it.
+Sampler definitions call these on noise levels (and on the per-mode data variance
+``c.lam``, for a noise coloured by the spectrum), so the same definition can be run
+symbolically (SymPy) and numerically (floats for the levels, NumPy arrays per mode).
+Applying them to the state itself is not linear; the derivation engine reports it, and
+:func:`symspec.sample` derives a sampler before running it.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import sympy as sp
 
 __all__ = ["sqrt", "exp", "log", "expm1"]
 
 
-def _pick(symbolic, numeric):
+def _pick(symbolic, numeric, array):
     def fn(a):
         if isinstance(a, sp.Basic):
             return symbolic(a)
+        if isinstance(a, np.ndarray):
+            with np.errstate(invalid="raise", divide="raise", over="raise"):
+                try:
+                    return array(a)
+                except FloatingPointError as exc:
+                    raise ValueError(f"{numeric.__name__}() of an array: {exc}") from None
         try:
             return numeric(a)
         except TypeError:
             raise TypeError(
-                f"{numeric.__name__}() got {type(a).__name__}: symspec.symbolic.ops functions take "
-                "noise levels (numbers or SymPy expressions); applying them to the state "
-                "is not linear"
-            ) from None
+                f"{numeric.__name__}() got {type(a).__name__}: symspec.ops functions take "
+                "numbers, NumPy arrays or SymPy expressions") from None
 
     fn.__name__ = numeric.__name__
     fn.__doc__ = f"``{numeric.__name__}`` of a float or a SymPy expression."
     return fn
 
 
-sqrt = _pick(sp.sqrt, math.sqrt)
-exp = _pick(sp.exp, math.exp)
-log = _pick(sp.log, math.log)
-expm1 = _pick(lambda a: sp.exp(a) - 1, math.expm1)
+sqrt = _pick(sp.sqrt, math.sqrt, np.sqrt)
+exp = _pick(sp.exp, math.exp, np.exp)
+log = _pick(sp.log, math.log, np.log)
+expm1 = _pick(lambda a: sp.exp(a) - 1, math.expm1, np.expm1)

@@ -34,7 +34,7 @@ def ddpm(c, x, *, variance="fixed_small", last_noise=False):
     return mean + sqrt(var) * c.noise()
 
 
-@sampler(space="vp")
+@sampler(space="vp", prev="stride")
 def ddim(c, x, *, eta=0):
     """DDIM step (Song, Meng & Ermon 2021, eq. 12); ``eta=1`` is DDPM's posterior sampling."""
     ab_t, ab_p = c.t.alpha_bar, c.p.alpha_bar
