@@ -2,7 +2,8 @@
 
 Both run the same recurrence, ``V <- g**2 V + s**2`` and ``H <- g H``, for 1000 steps on
 65,536 modes, with the per-step gain ``g`` and noise variance ``s**2`` of DDPM and DDIM
-written out from the closed forms derived in the book (book/theory).  Prints, per sampler, the best-of-``REPEATS``
+written out from the closed forms derived in the book (book/theory).
+Prints, per sampler, the best-of-``REPEATS``
 times and their ratio (goal: <= 1.2), and checks that both give the same spectrum.
 
 Run: ``python bench/response.py``.

@@ -1,4 +1,4 @@
-"""Real diffusers schedulers with the exact Gaussian model, in float64 (see symspec.diffusers.verify).
+"""Real diffusers schedulers with the exact Gaussian model, in float64 (symspec.diffusers.verify).
 
 The output of a linear scheduler is ``H x_init + sum_j G_j w_j``; replacing the
 scheduler's noise source by unit pulses, one run per draw, gives every coefficient.

@@ -57,7 +57,8 @@ def test_dsolve_derives_the_closed_forms(kind, space):
 
 
 def test_theory_formulas_at_the_data_level():
-    """book samplers/continuous.md: ODE gain sqrt(lam/D_N), output lam V/D_N; SDE mean gain sqrt(ab_N) lam/D_N,
+    """Book, continuous chapter: ODE gain sqrt(lam/D_N), output lam V/D_N;
+    SDE mean gain sqrt(ab_N) lam/D_N,
     output lam + H^2 (V - D_N)."""
     ode, sde = closed_forms("ode", "vp"), closed_forms("sde", "vp")
     ab, ab1 = ode["levels"]

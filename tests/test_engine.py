@@ -1,6 +1,6 @@
 """Symbolic identities of the derivation engine, checked with SymPy.
 
-Every expected value is written out here from the formulas of the literature, as derived in book/theory (DDPM: Ho et al.
+Every expected value is written out here from the formulas of the literature (DDPM: Ho et al.
 2020, eq. 7; DDIM: Song et al. 2021, eq. 12, with the Wiener filter as denoiser), never read
 back from the code under test.
 """

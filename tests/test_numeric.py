@@ -173,7 +173,7 @@ def test_hundred_thousand_steps_stay_finite(smp):
 
 
 def test_ddpm_telescoped_transfer_numerically():
-    """book theory/ddpm.md: the DDPM transfer is the first step's Wiener gain, sqrt(ab_N) lam / D_N."""
+    """Book, ddpm chapter: DDPM transfer is the first step's Wiener gain, sqrt(ab_N) lam / D_N."""
     ab = np.geomspace(1e-12, 1.0, 501)
     r = spectral_response(DDPM, Schedule.from_alpha_bar(ab), PSD)
     want = np.sqrt(ab[0]) * PSD / (ab[0] * PSD + 1 - ab[0])

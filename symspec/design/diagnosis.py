@@ -48,6 +48,7 @@ from ..numeric.continuous import reference
 from ..numeric.core import run
 from ..schedules import Schedule
 from ..spectra.estimate import radial_profile
+from ..symbolic.denoiser import PredictionType
 from ..symbolic.engine import Sampler, make_level
 
 __all__ = ["Diagnosis", "diagnose", "PARTS", "plot_diagnosis"]
@@ -92,7 +93,7 @@ class Diagnosis:
 
 
 def diagnose(sampler: Sampler, schedule: Schedule, psd, *,
-             prediction_type: str = "epsilon") -> Diagnosis:
+             prediction_type: PredictionType = "epsilon") -> Diagnosis:
     """Split the output-spectrum error of ``sampler`` on ``schedule`` into :data:`PARTS`.
 
     Parameters
@@ -134,6 +135,7 @@ def diagnose(sampler: Sampler, schedule: Schedule, psd, *,
     fw2 = run(sampler, sched, lam, prediction_type=prediction_type, noise_scale=shape,
               trajectory=True)
     P2 = H2 * D0 + fw2.noise
+    assert fw2.trajectory is not None
     S_L, T_L = fw2.trajectory[0][-2], fw2.trajectory[1][-2]  # x before the last step
     VL = T_L**2 * D0 + S_L
     P3 = De / DL * VL

@@ -51,6 +51,7 @@ from ..schedules import (
     inference_timesteps,
     training_alphas_cumprod,
 )
+from ..symbolic.denoiser import PredictionType
 from ..symbolic.engine import Sampler
 from .divergences import DIVERGENCES, divergence_grad
 from .divergences import divergence as _divergence
@@ -128,7 +129,7 @@ def _check_psd(psd, kind: str, weights):
 
 
 def objective(sampler: Sampler, schedule: Schedule, psd, divergence: str = "w2", *,
-              weights=None, prediction_type: str = "epsilon", gradient: bool = False):
+              weights=None, prediction_type: PredictionType = "epsilon", gradient: bool = False):
     """The divergence between ``psd`` and the output spectrum of ``sampler`` on ``schedule``.
 
     With ``gradient=True`` (a chained schedule, levels in the sampler's space) also return
@@ -317,7 +318,7 @@ def design_schedule(sampler: Sampler, psd, steps: int, divergence: str = "w2", *
                     weights=None, space: str | None = None, start: float | None = None,
                     end: float | None = None, level_range: tuple[float, float] | None = None,
                     zero_terminal_snr: bool = False, init_var: float | None = None,
-                    prediction_type: str = "epsilon", starts: tuple[str, ...] = STARTS,
+                    prediction_type: PredictionType = "epsilon", starts: tuple[str, ...] = STARTS,
                     maxiter: int = 2000) -> Schedule:
     """The ``steps``-step schedule minimising ``divergence`` between ``psd`` and the output.
 
@@ -340,7 +341,7 @@ def design_schedule(sampler: Sampler, psd, steps: int, divergence: str = "w2", *
         Fix the final level (default: clean, alpha-bar 1 / sigma 0).
     level_range : (float, float), optional
         ``(min, max)`` of the free (not fixed) levels (default :data:`LOGSNR_RANGE` in
-        log-SNR).  Use :func:`symspec.diffusers.export.level_range` to stay inside a diffusers training
+        log-SNR).  Use :func:`symspec.diffusers.level_range` to stay inside a diffusers training
         schedule.
     zero_terminal_snr : bool
         Start from alpha-bar 0 (VP samplers; the initial latent is then exactly the data's

@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -142,7 +143,7 @@ def _ddim(sampler: Sampler, schedule: Schedule, base):
 
 
 def _dpmpp(sampler: Sampler, schedule: Schedule, base):
-    o = sampler.opts
+    o: dict[str, Any] = sampler.opts
     if not o["euler_at_final"]:
         raise ValueError("diffusers takes the last step to sigma 0 at first order; export "
                          "dpmpp with euler_at_final=True")

@@ -63,7 +63,7 @@ def pulse_noise(module_name: str, pulses):
     import torch
 
     mod = importlib.import_module(module_name)
-    calls = []
+    calls: list[tuple] = []
     orig = getattr(mod, "randn_tensor", None)
     if orig is None:
         yield calls
@@ -74,11 +74,11 @@ def pulse_noise(module_name: str, pulses):
         calls.append(shape)
         return torch.as_tensor(next(it), dtype=torch.float64).reshape(shape)
 
-    mod.randn_tensor = fake
+    mod.randn_tensor = fake  # type: ignore[attr-defined]
     try:
         yield calls
     finally:
-        mod.randn_tensor = orig
+        mod.randn_tensor = orig  # type: ignore[attr-defined]
 
 
 class _Torch64:

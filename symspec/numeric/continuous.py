@@ -26,6 +26,7 @@ from .._checks import check_type, validate_mean, validate_psd
 from ..schedules import Schedule
 from ..symbolic import denoiser as dn
 from ..symbolic import symbols as S
+from ..symbolic.denoiser import PredictionType
 from ..symbolic.engine import Sampler, make_level
 from .lambdify import lambdify_modes
 from .response import Response, spectral_response
@@ -92,7 +93,7 @@ def closed_forms(kind: str, space: str) -> dict[str, sp.Expr]:
     >>> cf = closed_forms("sde", "vp")
     >>> ab0, ab1 = cf["levels"]
     >>> D = lambda ab: ab * S.lam + 1 - ab
-    >>> sp.simplify(cf["transfer"].subs(ab1, 1) - sp.sqrt(ab0) * S.lam / D(ab0))  # book: theory/ddpm.md
+    >>> sp.simplify(cf["transfer"].subs(ab1, 1) - sp.sqrt(ab0) * S.lam / D(ab0))  # book: ddpm
     0
     """
     _check(kind, space)
@@ -171,7 +172,7 @@ def reference(kind: str, schedule: Schedule, psd, *, mean=None) -> Response:
 
 
 def discretisation_error(sampler: Sampler, schedule: Schedule, psd, *, kind: str,
-                         prediction_type: str = "epsilon") -> np.ndarray:
+                         prediction_type: PredictionType = "epsilon") -> np.ndarray:
     """Per-mode output PSD of ``sampler`` on ``schedule`` minus the exact ``kind`` reference.
 
     Both are in the sampler's space and start from the schedule's initial latent.

@@ -46,7 +46,7 @@ NoiseScale = Callable[[int], "np.ndarray | float"] | None
 def reads(sampler: Sampler, i: int) -> tuple[tuple[int, int], ...]:
     """The schedule positions step ``i`` reads: ``(0, j)`` is ``start[j]``, ``(1, j)`` ``end[j]``.
 
-    In the order of :attr:`symspec.symbolic.engine.StepMap.levels`: the current level, the next, then
+    In the order of :attr:`symspec.symbolic.StepMap.levels`: the current level, the next, then
     the earlier starting levels of a multistep sampler, most recent first (the first steps,
     which have no history yet, read their own start there).
 
@@ -101,7 +101,9 @@ class _Pool:
     """
 
     def __init__(self, size: int):
-        self.size, self.arrays, self.free = size, [], []
+        self.size = size
+        self.arrays: list[np.ndarray] = []
+        self.free: list[np.ndarray] = []
 
     def new(self) -> np.ndarray:
         """A free array (its contents are garbage)."""
@@ -168,7 +170,7 @@ def run(sampler: Sampler, schedule: Schedule, lam: np.ndarray, *,
             if traj is not None:
                 _record(traj, cov, tr, texp)
             if recorded is not None:
-                recorded.append(_dense(cov, tr, texp, k, M))
+                recorded.append(_dense(cov, tr, texp, k, M, i >= 32))
             ent = _entries(sampler, schedule, i, lam, prediction_type, mean is not None, pool,
                            noise_scale)
             if k == 1:
@@ -180,6 +182,7 @@ def run(sampler: Sampler, schedule: Schedule, lam: np.ndarray, *,
                 if mu is not None:
                     mu[0] = g * mu[0] + ent.get(("C", 0, 0), 0.0) * mean
             else:
+                assert pool is not None
                 cov, tr, mu = _step_general(ent, k, cov, tr, mu, mean, pool.new)
                 pool.recycle([*tr, *cov.values(), *(mu or ())])
             if i % 32 == 31:  # keep the transfer in range: mantissa and binary exponent
@@ -187,7 +190,8 @@ def run(sampler: Sampler, schedule: Schedule, lam: np.ndarray, *,
     if traj is not None:
         _record(traj, cov, tr, texp)
     noise = np.zeros(M) if cov[0, 0] is None else cov[0, 0] + np.zeros(M)
-    return Run(noise, tr[0] + np.zeros(M), texp, None if mu is None else mu[0] + np.zeros(M),
+    out_mean = None if mu is None else np.zeros(M) + (0.0 if mu[0] is None else mu[0])
+    return Run(noise, tr[0] + np.zeros(M), texp, out_mean,
                recorded, traj)
 
 
@@ -255,7 +259,10 @@ def _backward(sampler, schedule, lam, tape, bar_noise, bar_transfer, free, predi
         levels = tuple(float(arrays[a][j]) for a, j in pos)
         A, ent = _maps(sampler, i, n, levels, lam, powers, prediction_type, wrt)
         if wrt:
-            Abar = 2 * np.einsum("abm,bcm,cdm->adm", Sbar, A, S) + Tbar[:, None] * T[None]
+            if k == 1:  # scalars per mode: plain products beat einsum
+                Abar = (2 * Sbar[0, 0] * A[0, 0] * S[0, 0] + Tbar[0] * T[0])[None, None]
+            else:
+                Abar = 2 * np.einsum("abm,bcm,cdm->adm", Sbar, A, S) + Tbar[:, None] * T[None]
             qs = 1.0 if noise_scale is None else noise_scale(i)
             gi = np.zeros(len(wrt))
             for (kind, r, c), (_, der) in ent.items():  # Q: both triangles
@@ -263,8 +270,11 @@ def _backward(sampler, schedule, lam, tape, bar_noise, bar_transfer, free, predi
             for p, v in zip(wrt, gi, strict=True):
                 a, j = pos[p]
                 g[a, j] += v
-        Sbar = np.einsum("bam,bcm,cdm->adm", A, Sbar, A)
-        Tbar = np.einsum("bam,bm->am", A, Tbar)
+        if k == 1:
+            Sbar, Tbar = Sbar * A * A, Tbar * A[0]
+        else:
+            Sbar = np.einsum("bam,bcm,cdm->adm", A, Sbar, A)
+            Tbar = np.einsum("bam,bm->am", A, Tbar)
     return g
 
 
@@ -287,8 +297,9 @@ def _maps(sampler, i, n, levels, lam, powers, prediction_type, wrt):
     return A, ent
 
 
-def _dense(cov, tr, texp, k, M):
-    """The state as dense arrays ``S`` (``(k, k, M)``) and true ``T`` (``(k, M)``)."""
+def _dense(cov, tr, texp, k, M, scaled):
+    """The state as dense arrays ``S`` (``(k, k, M)``) and true ``T`` (``(k, M)``);
+    ``scaled``: whether the transfer has exponents taken out yet."""
     S, T = np.zeros((k, k, M)), np.zeros((k, M))
     for (i, j), v in cov.items():
         if v is not None:
@@ -296,7 +307,7 @@ def _dense(cov, tr, texp, k, M):
     with np.errstate(under="ignore", over="ignore"):
         for i, v in enumerate(tr):
             if v is not None:
-                T[i] = np.ldexp(v, texp)
+                T[i] = np.ldexp(v, texp) if scaled else v
     return S, T
 
 

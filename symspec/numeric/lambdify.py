@@ -10,6 +10,7 @@ the per-mode work is then a few vectorised Horner evaluations per step.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,14 +36,16 @@ def lambdify_modes(args, exprs):
 class _Compiled:
     """Coefficients of every nonzero entry of A, Q (upper triangle) and C, as rationals in lam."""
 
-    coeffs: object                   # levels -> flat list of floats
+    coeffs: Callable[..., list[float]]  # levels -> flat list of floats
     layout: tuple                    # ((kind, i, j, n_num, n_den), ...)
 
     def entries(self, lam: np.ndarray, levels, mean: bool = True, pool=None) -> dict:
         """The entries at ``levels`` for the modes ``lam`` (the C column only if ``mean``),
         in arrays of ``pool`` (a :class:`_Pool`) if given."""
         vals = self.coeffs(*levels)
-        out, k, dens = {}, 0, {}
+        out: dict = {}
+        dens: dict = {}
+        k = 0
         new = (lambda: None) if pool is None else pool.new
         for kind, i, j, nn, nd in self.layout:
             num, den = vals[k:k + nn], vals[k + nn:k + nn + nd]
@@ -139,7 +142,7 @@ def _compile(m: StepMap) -> _Compiled:
 class _CompiledGrad:
     """Entries of A and Q (upper triangle) and their derivatives in chosen levels."""
 
-    coeffs: object                   # levels -> flat list of polynomial coefficients
+    coeffs: Callable[..., list[float]]  # levels -> flat list of polynomial coefficients
     keys: tuple                      # ((kind, i, j), ...)
     nwrt: int                        # number of levels differentiated
     width: int                       # coefficients per polynomial (highest degree first)

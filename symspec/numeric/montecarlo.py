@@ -6,6 +6,7 @@ import numpy as np
 
 from .._checks import check_type, validate_mean, validate_psd
 from ..schedules import Schedule
+from ..symbolic.denoiser import PredictionType
 from ..symbolic.engine import Sampler, Step, derive, make_level, variant
 from .core import step_levels
 
@@ -13,7 +14,7 @@ __all__ = ["sample"]
 
 
 def sample(sampler: Sampler, schedule: Schedule, psd, n: int, *, mean=None,
-           prediction_type: str = "epsilon", seed: int | None = 0,
+           prediction_type: PredictionType = "epsilon", seed: int | None = 0,
            x_init: np.ndarray | None = None) -> np.ndarray:
     """Run ``sampler`` on ``n`` independent chains, per mode, with the exact Gaussian model.
 

@@ -3,7 +3,7 @@
 Per-mode variances live on the full FFT grid of a signal (1-D) or image (2-D), in the
 layout of ``numpy.fft.fftn(x, norm="ortho")``: each bin is one mode, counted once.  For
 real data the bins ``k`` and ``-k`` carry conjugate coefficients, so the grid is symmetric,
-``psd[k] == psd[-k]``; both bins are kept (the book, chapter "Why spectra", real signals: together they are one
+``psd[k] == psd[-k]``; both bins are kept (the book, chapter "Why spectra": together they are one
 complex mode, two real modes), and by Parseval ``psd.sum()`` is the expected energy
 ``E ||x||^2`` of one sample.
 """
@@ -11,6 +11,7 @@ complex mode, two real modes), and by Parseval ``psd.sum()`` is the expected ene
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from numbers import Real
 
@@ -106,6 +107,15 @@ class SpectrumAccumulator:
         A :func:`scipy.signal.get_window` name (e.g. ``"hann"``) applied along every spatial
         axis before the FFT, scaled to ``mean(w**2) == 1`` so a white spectrum is unchanged.
 
+    Notes
+    -----
+    Samples are scaled by a power of two (exactly) so their largest magnitude is about 1
+    before squaring: ``mean`` and ``m2`` hold the running sums in those units, ``2**exponent``
+    times smaller than the data.  So samples near ``1e160`` or ``1e-170`` do not overflow or
+    underflow on the way; a spectrum that itself lies outside float64's range (variances
+    above ``1e308`` or, for the significant bins, below ``2.2e-308``) is refused with the
+    reason rather than returned as ``inf`` or ``0``.
+
     Examples
     --------
     >>> rng = np.random.default_rng(0)
@@ -121,6 +131,7 @@ class SpectrumAccumulator:
             raise ValueError(f"ndim must be 1 or 2 spatial axes, got {ndim!r}")
         self.ndim, self.channels, self.window = ndim, bool(channels), window
         self.n, self.mean, self.m2, self.shape, self._w = 0, None, None, None, None
+        self.exponent = 0  # the running sums are in units of 2**exponent (see Notes)
 
     def update(self, batch, name: str = "samples") -> None:
         """Add a batch of shape ``(n, *spatial)`` (``(n, *spatial, C)`` with channels)."""
@@ -133,6 +144,16 @@ class SpectrumAccumulator:
         elif x.shape[1:] != self.shape:
             raise ValueError(f"{name} has sample shape {x.shape[1:]}, expected {self.shape} "
                              "like the earlier samples")
+        top = float(np.max(np.abs(x)))
+        if top > 0:
+            e = math.frexp(top)[1]  # top < 2**e: scaled samples are below 1 in magnitude
+            if self.n == 0:
+                self.exponent = e
+            elif e > self.exponent:  # rescale the sums (exactly; tiny ones may flush to 0)
+                self.mean = self.mean * math.ldexp(1.0, self.exponent - e)
+                self.m2 = self.m2 * math.ldexp(1.0, 2 * (self.exponent - e))
+                self.exponent = e
+            x = np.ldexp(x, -self.exponent)
         if self.channels:  # FFT channel by channel, contiguous: much faster than strided
             x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
         if self._w is not None:
@@ -157,12 +178,8 @@ class SpectrumAccumulator:
         self.mean = self.mean + delta * (nb / tot)
         self.n = tot
 
-    def covariance(self, remove_mean: bool = True) -> np.ndarray:
-        """Per-bin ``E|X|^2`` (shape ``spatial``) or ``E[X X^H]`` (``spatial + (C, C)``).
-
-        With ``remove_mean`` the per-bin sample mean is removed and the sum divided by
-        ``n - 1`` (unbiased variance); otherwise the raw second moment, divided by ``n``.
-        """
+    def _scaled(self, remove_mean: bool) -> np.ndarray:
+        """:meth:`covariance` in units of ``2**(2 * exponent)``."""
         if self.n < 2:
             raise ValueError(f"at least 2 samples are needed for a spectrum estimate, got "
                              f"{self.n}")
@@ -172,18 +189,52 @@ class SpectrumAccumulator:
             half = (self.m2 + self.n * _outer(self.mean, self.channels)) / self.n
         return _full_grid(half, self.ndim, self.shape[self.ndim - 1])
 
+    def covariance(self, remove_mean: bool = True) -> np.ndarray:
+        """Per-bin ``E|X|^2`` (shape ``spatial``) or ``E[X X^H]`` (``spatial + (C, C)``).
+
+        With ``remove_mean`` the per-bin sample mean is removed and the sum divided by
+        ``n - 1`` (unbiased variance); otherwise the raw second moment, divided by ``n``.
+        """
+        c = self._scaled(remove_mean)
+        if np.iscomplexobj(c):
+            return _unscale(c.real, 2 * self.exponent) + 1j * _unscale(
+                c.imag, 2 * self.exponent, np.abs(c).max())
+        return _unscale(c, 2 * self.exponent)
+
     def psd(self, remove_mean: bool = True) -> np.ndarray:
         """Per-mode variances on the full grid: per bin, or per bin and eigen-channel."""
         if self.channels:
             return self.modes(remove_mean)[0]
-        return np.real(self.covariance(remove_mean))
+        return np.real(self.covariance(remove_mean))  # real already: the bins' |X|^2
 
     def modes(self, remove_mean: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Eigenvalues (descending) and eigenvectors of the per-bin channel covariance."""
         if not self.channels:
             raise ValueError("modes() needs an accumulator with channels=True")
-        lam, vec = np.linalg.eigh(self.covariance(remove_mean))
-        return np.maximum(lam[..., ::-1], 0.0), vec[..., ::-1]
+        lam, vec = np.linalg.eigh(self._scaled(remove_mean))  # in range: eigh cannot overflow
+        return _unscale(np.maximum(lam[..., ::-1], 0.0), 2 * self.exponent), vec[..., ::-1]
+
+
+def _unscale(values: np.ndarray, exponent: int, top: float | None = None) -> np.ndarray:
+    """``values * 2**exponent``, or a ``ValueError`` if that leaves float64's range.
+
+    Bins below the rounding floor of the estimate (``2**-52`` of ``top``, the largest
+    magnitude) may flush to zero; a significant bin that would is refused, as is overflow.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        out = np.ldexp(values, exponent)
+    if not np.all(np.isfinite(out)):
+        big = math.ldexp(float(np.abs(values).max()), exponent) if exponent < 2000 else math.inf
+        raise ValueError("the spectrum of these samples is beyond float64's range (variances "
+                         f"up to {big:.3g}, the largest is 1.8e308); divide the data by a "
+                         "constant first")
+    top = float(np.abs(values).max()) if top is None else top
+    lost = (np.abs(values) > top * 2.0**-52) & (np.abs(out) < np.finfo(np.float64).tiny)
+    if np.any(lost):
+        raise ValueError("the spectrum of these samples is below float64's normal range "
+                         f"(variances down to {np.abs(values[lost]).min():.3g} * 2**{exponent}, "
+                         "the smallest is 2.2e-308); multiply the data by a constant first")
+    return out
 
 
 def _full_grid(half: np.ndarray, ndim: int, n_last: int) -> np.ndarray:
@@ -204,9 +255,9 @@ def _outer(v: np.ndarray, channels: bool) -> np.ndarray:
 
 def _as_samples(samples, ndim: int, name: str) -> np.ndarray:
     """``samples`` as finite float64 of ``1 + ndim`` dimensions, or a ValueError naming it."""
+    if np.iscomplexobj(samples):
+        raise ValueError(f"{name} must be real numbers, got complex values")
     try:
-        if np.iscomplexobj(samples):
-            raise TypeError
         x = np.asarray(samples, dtype=np.float64)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an array of real numbers, got "

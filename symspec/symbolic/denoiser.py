@@ -21,7 +21,8 @@ from typing import Any, Literal, TypeAlias
 
 from .ops import log, sqrt
 
-__all__ = ["Level", "PREDICTION_TYPES", "PredictionType", "x0_hat", "eps_hat", "v_hat", "score", "model_output",
+__all__ = ["Level", "PREDICTION_TYPES", "PredictionType", "x0_hat", "eps_hat", "v_hat", "score",
+           "model_output",
            "to_x0", "to_eps"]
 
 #: What a model outputs: the noise, the clean sample, or the velocity ``v``.

@@ -36,7 +36,8 @@ from .._checks import Space, check_space, check_type
 from . import denoiser as dn
 from . import symbols as S
 
-__all__ = ["Sampler", "Step", "StepMap", "NonLinearSamplerError", "DerivationError", "default_key", "sampler", "derive", "variant",
+__all__ = ["Sampler", "Step", "StepMap", "NonLinearSamplerError", "DerivationError", "default_key",
+           "sampler", "derive", "variant",
            "level_symbols", "closed_form"]
 
 
@@ -164,7 +165,7 @@ def sampler(space: Space = "vp", state: int = 1, history: int | None = None,
     >>> derive(clipped)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    symspec.symbolic.engine.NonLinearSamplerError: sampler 'clipped' branches on the value of the state...
+    symspec...NonLinearSamplerError: sampler 'clipped' branches on the value of the state...
     """
     check_space(space)
     if prev not in ("chained", "stride"):
