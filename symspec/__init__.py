@@ -18,6 +18,7 @@ from importlib.metadata import version as _version
 from . import design as design
 from . import diffusers as diffusers
 from . import numeric as numeric
+from . import ops as ops
 from . import spectra as spectra
 from . import symbolic as symbolic
 from .design import design_schedule as design_schedule
@@ -40,7 +41,6 @@ from .symbolic import Sampler as Sampler
 from .symbolic import closed_form as closed_form
 from .symbolic import derive as derive
 from .symbolic import get_sampler as get_sampler
-from .symbolic import ops as ops
 from .symbolic import sampler as sampler
 from .symbolic.samplers import DDIM as DDIM
 from .symbolic.samplers import DDPM as DDPM

@@ -23,8 +23,8 @@ from symspec import (
     derive,
     sampler,
 )
+from symspec.ops import sqrt
 from symspec.symbolic.engine import certify_zero, variant
-from symspec.symbolic.ops import sqrt
 from symspec.symbolic.symbols import eta, lam, level, mean
 
 AB_T, AB_P = level("t", "vp"), level("p", "vp")

@@ -72,7 +72,7 @@ def test_errors(kwargs, pattern):
 def test_sample_runs_a_noise_coloured_by_the_spectrum():
     # issue 9: symspec.ops took scalars only, so a step whose noise depends on c.lam failed
     import symspec
-    from symspec.symbolic.ops import sqrt
+    from symspec.ops import sqrt
 
     @symspec.sampler()
     def coloured(c, x):

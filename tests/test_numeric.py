@@ -15,8 +15,8 @@ import pytest
 import sympy as sp
 
 from symspec import DDIM, DDPM, Schedule, derive, sampler, spectral_response
+from symspec.ops import sqrt
 from symspec.symbolic.engine import variant
-from symspec.symbolic.ops import sqrt
 from symspec.symbolic.symbols import lam
 
 RTOL = 1e-10

@@ -33,9 +33,9 @@ from symspec import (
     spectral_response,
 )
 from symspec.numeric.core import step_levels as _levels
+from symspec.ops import sqrt
 from symspec.symbolic.denoiser import Level
 from symspec.symbolic.engine import variant
-from symspec.symbolic.ops import sqrt
 from symspec.symbolic.symbols import lam, level
 
 #: every built-in, and the configurations whose code paths differ

@@ -2,11 +2,10 @@
 
 :mod:`~symspec.symbolic.engine` runs a step function on symbols and certifies the linear
 one-step map; :mod:`~symspec.symbolic.samplers` holds the built-in samplers;
-:mod:`~symspec.symbolic.denoiser` the exact Gaussian denoiser; :mod:`~symspec.symbolic.ops`
+:mod:`~symspec.symbolic.denoiser` the exact Gaussian denoiser; :mod:`~symspec.ops`
 the functions of noise levels a step may use.
 """
 
-from . import ops as ops
 from .denoiser import PREDICTION_TYPES as PREDICTION_TYPES
 from .denoiser import Level as Level
 from .denoiser import PredictionType as PredictionType

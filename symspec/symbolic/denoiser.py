@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from .ops import log, sqrt
+from ..ops import log, sqrt
 
 __all__ = ["Level", "PREDICTION_TYPES", "PredictionType", "x0_hat", "eps_hat", "v_hat", "score",
            "model_output",
