@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 import symspec
-from symspec import SAMPLERS, Schedule, sampler
+from symspec import DDIM, DDPM, SAMPLERS, Schedule, sampler
 from symspec.design.optimise import (
     LOGSNR_RANGE,
     DesignWarning,
@@ -173,7 +173,7 @@ def test_constraints_are_honoured():
     psd = power_law((8, 8))
     s = design_schedule(symspec.DDIM, psd, 4, start=0.01, end=0.999)
     assert s.alpha_bar[0] == 0.01 and s.alpha_bar[-1] == 0.999
-    s = design_schedule(symspec.DDPM, psd, 4, level_range=(0.05, 0.9))
+    s = design_schedule(symspec.DDPM, psd, 4, level_range=(0.05, 0.9), start="free")
     assert s.alpha_bar[0] >= 0.05 and s.alpha_bar[-2] <= 0.9 and s.alpha_bar[-1] == 1
     s = design_schedule(SAMPLERS["euler"], psd, 3, start=20.0, space="ve")
     assert s.sigmas[0] == 20.0 and s.init_var == pytest.approx(401.0)
@@ -181,6 +181,9 @@ def test_constraints_are_honoured():
     assert s.sigmas[0] == pytest.approx(20.0, rel=1e-12)
     s = design_schedule(symspec.DDPM, psd, 1, start=0.2)  # nothing left to choose
     assert s.meta["iterations"] == 0 and s.alpha_bar.tolist() == [0.2, 1.0]
+    # the default honest start cannot be met when every allowed level is too clean
+    with pytest.raises(ValueError, match="no honest start: .* use start='free'"):
+        design_schedule(symspec.DDPM, psd, 4, level_range=(0.05, 0.9))
 
 
 @pytest.mark.parametrize("smp", [symspec.DDPM, symspec.DDIM], ids=["ddpm", "ddim"])
@@ -276,7 +279,8 @@ def test_designed_schedule_beats_diffusers_defaults(spec, name, n, diffusers_def
     from symspec.diffusers.export import level_range, to_diffusers
 
     smp, psd, base = SAMPLERS[name], SPECTRA[spec](), DDPMScheduler()
-    s = design_schedule(smp, psd, n, level_range=level_range(base))
+    # the free start: this claim holds for the exact denoiser (see the honest-start test)
+    s = design_schedule(smp, psd, n, level_range=level_range(base), start="free")
     sch = to_diffusers(smp, s, base, psd=psd)
     tr, noise, _ = harness.response(sch, psd.ravel())
     w2 = symspec.divergence(psd.ravel(), tr**2 * float(sch.init_noise_sigma) ** 2 + noise)
@@ -329,3 +333,61 @@ def test_fixed_start_outside_the_range_of_the_free_levels():
     s = design_schedule(symspec.DDIM, power_law((8, 8)), 4, start=0.01, level_range=(0.1, 0.9))
     assert s.alpha_bar[0] == 0.01 and np.all(s.alpha_bar[1:-1] >= 0.1)
     assert np.all(s.alpha_bar[1:-1] <= 0.9)
+
+
+# -- non-chained grids (issue 16) and the honest start (issue 17) -------------------------
+@pytest.mark.parametrize("smp", [DDIM, DDPM, symspec.EULER, symspec.DPMPP],
+                         ids=["ddim", "ddpm", "euler", "dpmpp"])
+def test_unchained_gradient_matches_central_differences(smp):
+    from symspec.design.optimise import _constraints, _unchained
+
+    lam = symspec.spectra.power_law((6, 6)).ravel()
+    n = 4
+    par = _constraints(smp, n, None, None, None, None, False, None)
+    rng = np.random.default_rng(5)
+    theta = rng.normal(0, 0.5, par.m)
+    fun, schedule = _unchained(smp, par, theta, lam, None, "w2", "epsilon")
+    x = np.append(theta, rng.normal(0, 0.7, n - 1))
+    assert not schedule(x).chained  # a real shift, not the chained grid
+    J, g = fun(x)
+    assert J == pytest.approx(objective(smp, schedule(x), lam), rel=1e-12)
+    h = 1e-6
+    fd = np.array([(fun(x + h * e)[0] - fun(x - h * e)[0]) / (2 * h) for e in np.eye(x.size)])
+    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-7 * np.abs(fd).max())
+
+
+def test_unchained_design_beats_the_stride_heuristic_and_the_chained_design():
+    psd = symspec.spectra.power_law((16, 16))
+    heur = baseline_schedules(DDIM, 5)
+    best = min(objective(DDIM, s, psd) for s in heur.values())
+    chained = design_schedule(DDIM, psd, 5)
+    free = design_schedule(DDIM, psd, 5, chained=False)
+    assert not free.chained and free.meta["chained"] is False
+    assert free.meta["objective"] == pytest.approx(objective(DDIM, free, psd), rel=1e-12)
+    assert free.meta["objective"] <= chained.meta["objective"]
+    assert free.meta["objective"] < best
+    assert np.all(free.end >= free.start) and np.all(np.diff(free.start) > 0)
+
+
+def test_honest_start_keeps_the_initial_latent_within_tolerance():
+    from symspec.design.optimise import initial_kl
+
+    psd = symspec.spectra.power_law((16, 16), 1.0)
+    free = design_schedule(DDIM, psd, 10, start="free")
+    honest = design_schedule(DDIM, psd, 10)
+    loose = design_schedule(DDIM, psd, 10, kl_tolerance=1.0)
+    # the free design starts far from pure noise: its latent is far from the true marginal
+    assert free.meta["initial_kl"] > 1.0 and free.meta["start_rule"] == "free"
+    assert honest.meta["start_rule"] == "honest"
+    assert honest.meta["initial_kl"] <= 0.01 * (1 + 1e-9)
+    assert loose.meta["initial_kl"] <= 1.0 * (1 + 1e-9)
+    # KL by hand for the honest start: 1/2 sum(1/D - 1 + log D), D = ab lam + 1 - ab
+    ab = honest.alpha_bar[0]
+    D = ab * psd.ravel() + 1 - ab
+    assert initial_kl("vp", ab, psd) == pytest.approx(0.5 * np.sum(1 / D - 1 + np.log(D)))
+    # the constraint costs objective; a looser tolerance costs less
+    assert free.meta["objective"] < loose.meta["objective"] < honest.meta["objective"]
+    with pytest.raises(ValueError, match="start must be a level, 'honest' or 'free'"):
+        design_schedule(DDIM, psd, 3, start="clean")
+    with pytest.raises(ValueError, match="kl_tolerance must be a finite number > 0"):
+        design_schedule(DDIM, psd, 3, kl_tolerance=0)

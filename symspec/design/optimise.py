@@ -35,13 +35,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import minimize
 from scipy.special import expit, softmax
 
-from .._checks import check_type, validate_psd
+from .._checks import Space, check_space, check_type, number, validate_psd
 from ..numeric.core import TAPE_BYTES, run, vjp
 from ..schedules import (
     BETA_SCHEDULES,
@@ -52,11 +54,11 @@ from ..schedules import (
     training_alphas_cumprod,
 )
 from ..symbolic.denoiser import PredictionType
-from ..symbolic.engine import Sampler
+from ..symbolic.engine import Sampler, make_level
 from .divergences import DIVERGENCES, divergence_grad
 from .divergences import divergence as _divergence
 
-__all__ = ["design_schedule", "objective", "baseline_schedules", "DesignWarning",
+__all__ = ["design_schedule", "objective", "baseline_schedules", "initial_kl", "DesignWarning",
            "LOGSNR_RANGE", "STARTS"]
 
 #: Default range of the free levels in log-SNR: alpha-bar in [3.1e-7, 1 - 3.1e-7], sigma in
@@ -93,10 +95,10 @@ def _from_logsnr(u: np.ndarray, space: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _value_and_grad(sampler: Sampler, sched: Schedule, lam: np.ndarray, w, divergence: str,
-                    prediction_type: str, free: np.ndarray):
-    """Objective, its gradient in the grid of a chained ``sched`` (0 where ``free`` is not
-    set) and in ``init_var``, from one forward run and its adjoint (:mod:`symspec.numeric.core`).
-    """
+                    prediction_type: str, free: tuple[np.ndarray, np.ndarray]):
+    """Objective and its gradients in ``sched.start``, ``sched.end`` (0 where the masks
+    ``free`` are not set) and ``init_var``, from one forward run and its adjoint
+    (:mod:`symspec.numeric.core`)."""
     n, k = sched.steps, sampler.state
     small = 16 * n * (k * (k + 1) // 2 + k) * lam.size <= TAPE_BYTES
     fw = run(sampler, sched, lam, prediction_type=prediction_type, tape=small)
@@ -106,14 +108,19 @@ def _value_and_grad(sampler: Sampler, sched: Schedule, lam: np.ndarray, w, diver
         raise ValueError("the output spectrum is not finite; check the schedule and psd ranges")
     J = _divergence(lam, P, divergence, w)
     pbar = divergence_grad(lam, P, divergence, w)
-    gs, ge = vjp(sampler, sched, lam, pbar, 2 * V * T * pbar, (free[:-1], free[1:]),
+    gs, ge = vjp(sampler, sched, lam, pbar, 2 * V * T * pbar, free,
                  prediction_type=prediction_type, tape=fw.tape)
-    return J, np.append(gs, 0.0) + np.append(0.0, ge), float(np.sum(pbar * T * T)), P
+    return J, gs, ge, float(np.sum(pbar * T * T)), P
+
+
+def _grid_gradient(gs: np.ndarray, ge: np.ndarray) -> np.ndarray:
+    """The gradient in the grid of a chained schedule from those in its starts and ends."""
+    return np.append(gs, 0.0) + np.append(0.0, ge)
 
 
 def _check_kind(kind: str) -> None:
     if kind not in DIVERGENCES:
-        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {kind!r}")
+        raise ValueError(f"divergence must be one of {tuple(DIVERGENCES)}, got {kind!r}")
 
 
 def _check_psd(psd, kind: str, weights):
@@ -170,8 +177,9 @@ def objective(sampler: Sampler, schedule: Schedule, psd, divergence: str = "w2",
         raise ValueError("the gradient at alpha-bar 0 (zero terminal SNR) does not exist; "
                          "hold that level fixed")
     free = np.arange(sched.steps + 1) < sched.steps
-    J, g, gv, _ = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type, free)
-    return J, g[:-1], gv
+    J, gs, ge, gv, _ = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
+                                       (free[:-1], free[1:]))
+    return J, _grid_gradient(gs, ge)[:-1], gv
 
 
 
@@ -314,12 +322,196 @@ def _lbfgsb(fun, theta0: np.ndarray, maxiter: int):
     return float(res.fun), theta, nit, nfev, bool(res.success), str(res.message)
 
 
-def design_schedule(sampler: Sampler, psd, steps: int, divergence: str = "w2", *,
-                    weights=None, space: str | None = None, start: float | None = None,
-                    end: float | None = None, level_range: tuple[float, float] | None = None,
+def initial_kl(space: str, level: float, psd: ArrayLike, init_var: float | None = None) -> float:
+    """Total KL, over all modes, from the initial latent ``N(0, init_var)`` to the data's true
+    noisy marginal ``N(0, D(lam))`` at ``level`` (alpha-bar in VP, sigma in VE).
+
+    ``D = alphabar lam + 1 - alphabar`` (VP) or ``lam + sigma**2`` (VE); ``init_var``
+    defaults to 1 (VP) or ``sigma**2 + 1`` (VE), as :class:`~symspec.Schedule`.  A design
+    whose start has a small value here gives its first step an input that a trained
+    network has seen in training; a large value means the design relies on the exact
+    denoiser off the data's distribution.
+
+    >>> round(initial_kl("vp", 0.25, [4.0]), 6)  # D = 1.75: 0.5 (1/1.75 - 1 + log 1.75)
+    0.065482
+    """
+    check_space(space)
+    lam = validate_psd(psd).ravel()
+    lv = make_level(number(level, "level", low=0, low_open=space == "ve"), space)
+    D = lv.marginal(lam)
+    V = (1.0 if space == "vp" else lv.sigma**2 + 1.0) if init_var is None else init_var
+    return float(DIVERGENCES["kl_reverse"].value(D, np.full_like(D, V)).sum())
+
+
+def _honest_logsnr(lam: np.ndarray, par: _Param, tol: float) -> float:
+    """The cleanest first level (log-SNR) whose :func:`initial_kl` is at most ``tol``."""
+    def kl(u):
+        v = float(_from_logsnr(np.array([u]), par.space)[0][0])
+        return initial_kl(par.space, v, lam, par.init_var)
+
+    lo, hi = par.lo, par.hi
+    if kl(lo) > tol:
+        raise ValueError(f"no honest start: even the noisiest allowed level (log-SNR {lo:.4g}) "
+                         f"has an initial-latent KL of {kl(lo):.3g} > kl_tolerance={tol:g}; "
+                         "widen level_range, raise kl_tolerance, or use start='free'")
+    if kl(hi) <= tol:
+        return hi
+    for _ in range(60):  # bisection: the KL grows monotonically towards the data
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if kl(mid) <= tol else (lo, mid)
+    return lo
+
+
+def _search(sampler, par: _Param, lam, w, divergence, prediction_type, starts, maxiter):
+    """Chained design from each start shape: ``{name: (J, theta, nit, nfev, ok, msg)}``."""
+    free = np.zeros(par.steps + 1, dtype=bool)
+    free[par.first is not None:par.steps] = True
+
+    def evaluate(theta):
+        grid, s, dv = par.grid(theta)
+        V = par.init_variance(grid)
+        sched = Schedule(grid[:-1], grid[1:], par.space, V)
+        J, gs, ge, gV, _ = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
+                                           (free[:-1], free[1:]))
+        dV0 = gV * 2 * grid[0] if par.init_var is None and par.space == "ve" else 0.0
+        return J, par.chain(_grid_gradient(gs, ge), dV0, s, dv)
+
+    x = (np.arange(par.m) + 1.0) / (par.m + 1)
+    results = {}
+    for name in starts:
+        theta0 = par.theta_for(par.lo + (par.hi - par.lo) * _start_shape(name, x))
+        if par.m == 0:
+            results[name] = (evaluate(theta0)[0], theta0, 0, 1, True, "no free level")
+            continue
+        scale = max(evaluate(theta0)[0], 1e-300)
+
+        def fun(theta, scale=scale):
+            J, g = evaluate(theta)
+            return J / scale, g / scale
+
+        results[name] = _scaled(_lbfgsb(fun, theta0, maxiter), scale)
+    return results
+
+
+def _scaled(res, scale):
+    f, *rest = res
+    return (f * scale, *rest)
+
+
+@dataclass(frozen=True)
+class _Shift:
+    """Non-chained grids: the chained grid ``v`` (log-SNR ``u``) gives every step's end;
+    step ``i >= 1`` starts at log-SNR ``us_i = us_{i-1} + (b_i - us_{i-1}) expit(phi_i + c_i)``
+    with ``b_i = min(u_{i+1}, hi)``, so starts increase strictly and each lies below its own
+    end; ``c`` places ``phi = 0`` on the chained grid it was made from."""
+
+    par: _Param
+    c: np.ndarray
+
+    @classmethod
+    def at(cls, par: _Param, grid: np.ndarray) -> _Shift:
+        u = _logsnr_array(grid, par.space)
+        c = np.zeros(par.steps - 1)
+        prev = u[0]
+        for i in range(1, par.steps):
+            b = min(u[i + 1], par.hi)
+            frac = np.clip((u[i] - prev) / (b - prev), 1e-12, 1 - 1e-12)
+            c[i - 1] = math.log(frac) - math.log1p(-frac)
+            prev = u[i]
+        return cls(par, c)
+
+    def starts(self, u: np.ndarray, phi: np.ndarray):
+        n = self.par.steps
+        us, z, b = np.empty(n), np.zeros(n), np.zeros(n)
+        us[0] = u[0]
+        for i in range(1, n):
+            b[i] = min(u[i + 1], self.par.hi)
+            z[i] = expit(phi[i - 1] + self.c[i - 1])
+            us[i] = us[i - 1] + (b[i] - us[i - 1]) * z[i]
+        return us, z, b
+
+    def chain(self, u, us, z, b, bar_us):
+        """``(dJ/du, dJ/dphi)`` from ``dJ/dus`` (log-SNR units)."""
+        n = self.par.steps
+        bar_u, bar_phi, acc = np.zeros(n + 1), np.zeros(n - 1), bar_us.copy()
+        for i in range(n - 1, 0, -1):
+            bar_phi[i - 1] = acc[i] * (b[i] - us[i - 1]) * z[i] * (1 - z[i])
+            acc[i - 1] += acc[i] * (1 - z[i])
+            if u[i + 1] < self.par.hi:
+                bar_u[i + 1] += acc[i] * z[i]
+        bar_u[0] += acc[0]
+        return bar_u, bar_phi
+
+
+def _logsnr_array(v: np.ndarray, space: str) -> np.ndarray:
+    with np.errstate(divide="ignore"):  # the clean level is +inf
+        return np.log(v) - np.log1p(-v) if space == "vp" else -2.0 * np.log(v)
+
+
+def _unchained(sampler, par: _Param, theta0, lam, w, divergence, prediction_type):
+    """The objective of non-chained grids and its gradient in ``x = (theta, phi)``, and the
+    map from ``x`` to the schedule, around the chained design ``theta0``."""
+    grid0 = par.grid(theta0)[0]
+    shift = _Shift.at(par, grid0)
+    nt = theta0.size
+    free_s = np.ones(par.steps, dtype=bool)
+    free_s[0] = par.first is None
+    free_e = np.arange(par.steps) < par.steps - 1
+
+    def build(x):
+        grid, s, dv = par.grid(x[:nt])
+        u = _logsnr_array(grid, par.space)
+        us, z, b = shift.starts(u, x[nt:])
+        start, dstart = _from_logsnr(us, par.space)
+        start[0] = grid[0]  # exactly the first level (fixed or free)
+        V = par.init_variance(grid)
+        return grid, s, dv, u, us, z, b, start, dstart, V
+
+    def fun(x):
+        grid, s, dv, u, us, z, b, start, dstart, V = build(x)
+        sched = Schedule(start, grid[1:], par.space, V)
+        J, gs, ge, gV, _ = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
+                                           (free_s, free_e))
+        bar_us = gs * dstart
+        if par.init_var is None and par.space == "ve":
+            bar_us[0] += gV * 2 * start[0] * dstart[0]
+        bar_u, bar_phi = shift.chain(u, us, z, b, bar_us)
+        _, dv_all = _from_logsnr(np.where(np.isfinite(u), u, 0.0), par.space)
+        g_grid = np.append(0.0, ge) + np.where(np.isfinite(u), bar_u / dv_all, 0.0)
+        return J, np.append(par.chain(g_grid, 0.0, s, dv), bar_phi)
+
+    def schedule(x):
+        grid, _, _, _, _, _, _, start, _, V = build(x)
+        return Schedule(start, grid[1:], par.space, V)
+
+    return fun, schedule
+
+
+def _refine_unchained(sampler, par: _Param, theta0, lam, w, divergence, prediction_type,
+                      maxiter):
+    """Design starts and ends of every step (2N - 1 free parameters, fewer with a fixed
+    first level), from the chained design ``theta0``.  Returns ``(J, schedule, nit, ok,
+    msg)``."""
+    fun, schedule = _unchained(sampler, par, theta0, lam, w, divergence, prediction_type)
+    x0 = np.append(theta0, np.zeros(par.steps - 1))
+    scale = max(fun(x0)[0], 1e-300)
+
+    def scaled(x):
+        J, g = fun(x)
+        return J / scale, g / scale
+
+    f, x, nit, _, ok, msg = _lbfgsb(scaled, x0, maxiter)
+    return f * scale, schedule(x), nit, ok, msg
+
+
+def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: str = "w2", *,
+                    weights: ArrayLike | None = None, space: Space | None = None,
+                    start: float | Literal["honest", "free"] | None = "honest",
+                    kl_tolerance: float = 0.01, end: float | None = None,
+                    level_range: tuple[float, float] | None = None,
                     zero_terminal_snr: bool = False, init_var: float | None = None,
-                    prediction_type: PredictionType = "epsilon", starts: tuple[str, ...] = STARTS,
-                    maxiter: int = 2000) -> Schedule:
+                    chained: bool = True, prediction_type: PredictionType = "epsilon",
+                    starts: tuple[str, ...] = STARTS, maxiter: int = 2000) -> Schedule:
     """The ``steps``-step schedule minimising ``divergence`` between ``psd`` and the output.
 
     Parameters
@@ -335,20 +527,33 @@ def design_schedule(sampler: Sampler, psd, steps: int, divergence: str = "w2", *
     space : {"vp", "ve"}, optional
         Units of ``start``, ``end`` and ``level_range``: alpha-bar or sigma (default: the
         sampler's space).
-    start : float, optional
-        Fix the first (noisiest) level.
+    start : float, "honest" or "free"
+        The first (noisiest) level.  ``"honest"`` (default): free, but its initial latent
+        must be close to the data's noisy marginal there, :func:`initial_kl` at most
+        ``kl_tolerance`` nats in total.  The exact denoiser is linear everywhere, and a
+        design that starts from a cleaner level can cancel its discretisation error with
+        the mismatched latent; a trained network, fed a latent unlike anything it saw in
+        training, cannot.  ``"free"`` lifts the constraint: the gain then depends on the
+        denoiser being exact off the data's distribution (state this when you report it).
+        A number pins the level; ``None`` is the default.
+    kl_tolerance : float
+        The tolerance of ``start="honest"`` in nats (default 0.01).
     end : float, optional
         Fix the final level (default: clean, alpha-bar 1 / sigma 0).
     level_range : (float, float), optional
         ``(min, max)`` of the free (not fixed) levels (default :data:`LOGSNR_RANGE` in
-        log-SNR).  Use :func:`symspec.diffusers.level_range` to stay inside a diffusers training
-        schedule.
+        log-SNR).  Use :func:`symspec.diffusers.level_range` to stay inside a diffusers
+        training schedule.
     zero_terminal_snr : bool
         Start from alpha-bar 0 (VP samplers; the initial latent is then exactly the data's
-        noisy marginal).
+        noisy marginal, so it is honest).
     init_var : float, optional
         Variance of the initial latent (default: 1 in VP, ``sigma_0**2 + 1`` in VE, which then
         moves with ``sigma_0``).
+    chained : bool
+        ``False`` designs both levels of every step: the level the sampler tells the
+        denoiser it starts from, and the level it steps to (DDIMScheduler's stride rule is
+        such a grid).  The chained design is the warm start.
     prediction_type : str
         Passed to the derivation (the map does not depend on it for exact models).
     starts : tuple of str
@@ -359,11 +564,11 @@ def design_schedule(sampler: Sampler, psd, steps: int, divergence: str = "w2", *
     Returns
     -------
     Schedule
-        Chained, in the sampler's space.  ``meta`` holds ``objective``, ``divergence``,
+        In the sampler's space.  ``meta`` holds ``objective``, ``divergence``,
         ``iterations`` and ``evaluations`` (of the best start), ``converged``, ``message``,
-        ``start`` (the best start) and ``starts`` (the objective reached from each).  If the
-        best run did not converge a :class:`DesignWarning` is issued and
-        ``meta["converged"]`` is ``False``.
+        ``start`` (the best start shape), ``starts`` (the objective reached from each),
+        ``start_rule`` and ``initial_kl``, and ``chained``.  If the best run did not
+        converge a :class:`DesignWarning` is issued and ``meta["converged"]`` is ``False``.
 
     Examples
     --------
@@ -372,59 +577,63 @@ def design_schedule(sampler: Sampler, psd, steps: int, divergence: str = "w2", *
     >>> s = design_schedule(symspec.DDPM, psd, 4, start=0.01)
     >>> float(s.alpha_bar[0]), float(s.alpha_bar[-1]), s.meta["converged"]
     (0.01, 1.0, True)
+    >>> h = design_schedule(symspec.DDPM, psd, 4)  # the default: an honest start
+    >>> bool(h.meta["initial_kl"] <= 0.01 + 1e-9)
+    True
     """
     check_type(sampler, Sampler, "sampler")
     _check_kind(divergence)
     lam, w = _check_psd(psd, divergence, weights)
-    par = _constraints(sampler, steps, space, start, end, level_range, zero_terminal_snr,
-                       init_var)
+    if start is None:
+        start = "honest"
+    if isinstance(start, str) and start not in ("honest", "free"):
+        raise ValueError(f"start must be a level, 'honest' or 'free', got {start!r}")
+    tol = number(kl_tolerance, "kl_tolerance", low=0, low_open=True)
+    if not isinstance(chained, bool):
+        raise TypeError(f"chained must be True or False, got {chained!r}")
+    rule = start if isinstance(start, str) else "fixed"
+    if zero_terminal_snr and rule in ("honest", "free"):
+        rule = "zero terminal SNR"
+    par = _constraints(sampler, steps, space, None if isinstance(start, str) else start, end,
+                       level_range, zero_terminal_snr, init_var)
     bad = [s for s in starts if s not in STARTS]
     if bad or not starts:
         raise ValueError(f"starts must be a non-empty tuple from {STARTS}, got {starts!r}")
-    if not isinstance(maxiter, int) or maxiter < 1:
+    if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
         raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
-    free = np.zeros(par.steps + 1, dtype=bool)
-    free[par.first is not None:par.steps] = True
-
-    def evaluate(theta):
-        grid, s, dv = par.grid(theta)
-        V = par.init_variance(grid)
-        sched = Schedule(grid[:-1], grid[1:], par.space, V)
-        J, g, gV, _ = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
-                                      free)
-        dV0 = gV * 2 * grid[0] if par.init_var is None and par.space == "ve" else 0.0
-        return J, par.chain(g, dV0, s, dv)
-
-    x = (np.arange(par.m) + 1.0) / (par.m + 1)
-    results = {}
-    for name in starts:
-        theta0 = par.theta_for(par.lo + (par.hi - par.lo) * _start_shape(name, x))
-        if par.m == 0:
-            results[name] = (evaluate(theta0)[0], theta0, 0, 1, True, "no free level")
-            continue
-        scale = max(evaluate(theta0)[0], 1e-300)
-
-        def fun(theta, scale=scale):
-            J, g = evaluate(theta)
-            return J / scale, g / scale
-
-        f, theta, nit, nfev, ok, msg = _lbfgsb(fun, theta0, maxiter)
-        results[name] = (f * scale, theta, nit, nfev, ok, msg)
+    if not chained and par.steps < 2:
+        raise ValueError("chained=False needs steps >= 2 (one step has nothing to shift)")
+    results = _search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter)
+    if rule == "honest":
+        u_max = _honest_logsnr(lam, par, tol)
+        best = min(results.values(), key=lambda r: r[0])
+        if _logsnr(float(par.grid(best[1])[0][0]), par.space) > u_max:  # too clean: pin it
+            level = float(_from_logsnr(np.array([u_max]), par.space)[0][0])
+            par = replace(par, first=level, lo=max(par.lo, u_max))
+            results = _search(sampler, par, lam, w, divergence, prediction_type, starts,
+                              maxiter)
     best = min(results, key=lambda k: (results[k][0], starts.index(k)))
     J, theta, nit, nfev, ok, msg = results[best]
     grid = par.grid(theta)[0]
+    V = par.init_variance(grid)
+    make = Schedule.from_alpha_bar if par.space == "vp" else Schedule.from_sigmas
+    sched = make(grid, V)
+    if not chained:
+        J2, sched2, nit2, ok, msg = _refine_unchained(sampler, par, theta, lam, w, divergence,
+                                                      prediction_type, maxiter)
+        if J2 <= J:
+            J, sched, nit = J2, sched2, nit + nit2
     meta = {"objective": float(J), "divergence": divergence, "iterations": nit,
             "evaluations": nfev, "converged": ok, "message": msg, "start": best,
             "starts": {k: float(v[0]) for k, v in results.items()}, "sampler": sampler.name,
             "options": {k: v if isinstance(v, int | float | str | bool) else repr(v)
-                        for k, v in sampler.options}, "prediction_type": prediction_type}
+                        for k, v in sampler.options}, "prediction_type": prediction_type,
+            "start_rule": rule, "chained": sched.chained,
+            "initial_kl": initial_kl(par.space, float(sched.start[0]), lam, sched.init_var)}
     if not ok:
         warnings.warn(f"schedule design for {sampler.name!r} with {par.steps} steps did not "
                       f"converge ({msg}); meta['converged'] is False", DesignWarning,
                       stacklevel=2)
-    V = par.init_variance(grid)
-    make = Schedule.from_alpha_bar if par.space == "vp" else Schedule.from_sigmas
-    sched = make(grid, V)
     sched.meta.update(meta)
     return sched
 
