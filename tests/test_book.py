@@ -9,6 +9,11 @@ package) kept off the network, with a small probe script added at the end of the
 probe waits for MathJax and the images, then writes what the browser saw into the DOM:
 MathJax output elements, TeX errors, each image's load state and natural size, and every
 resource the page requested. ``--dump-dom`` returns it; a screenshot is checked too.
+
+A second check renders *every* page of the book in one Chromium run: a driver page loads
+each page in turn in a 1280-px-wide same-origin iframe, waits for its MathJax and images,
+and reports per page its tables, paragraphs that are a Markdown table left as text, the
+width of every displayed formula against its container, TeX errors and image loads.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ import ast
 import functools
 import html
 import http.server
+import importlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -107,14 +114,45 @@ def test_every_chapter_executed_with_asserts():
     assert not short, f"chapters with fewer than 3 executed asserts: {short}"
 
 
+def reexports(module: str) -> list[str]:
+    """The names a package re-exports explicitly (``from .x import name as name``), or its
+    ``__all__``: the public API of that package or module."""
+    mod = importlib.import_module(module)
+    if hasattr(mod, "__all__"):
+        return list(mod.__all__)
+    tree = ast.parse(Path(mod.__file__).read_text())
+    return [a.name for node in tree.body if isinstance(node, ast.ImportFrom)
+            for a in node.names if a.asname == a.name]
+
+
+# modules whose public names the reference documents (internals, numeric.core and
+# numeric.lambdify, are shown but not required)
+API_MODULES = ["symspec", "symspec.symbolic", "symspec.ops",
+               "symspec.symbolic.denoiser", "symspec.symbolic.symbols",
+               "symspec.symbolic.samplers", "symspec.numeric", "symspec.numeric.continuous",
+               "symspec.schedules", "symspec.design", "symspec.spectra",
+               "symspec.spectra.readers", "symspec.diffusers", "symspec.diffusers.verify",
+               "symspec.plotting", "symspec.cli"]
+
+
 def test_api_reference_covers_public_api():
     _need((HTML / "api.html").exists(), f"the book is not built ({HTML} is missing)")
-    import symspec
-
     page = (HTML / "api.html").read_text()
-    missing = [name for name in symspec.__all__
-               if not re.search(rf'id="(module-)?symspec\.(\w+\.)?{re.escape(name)}"', page)]
+    ids = set(re.findall(r'id="(?:module-)?(symspec[\w.]*)"', page))
+    missing = []
+    for module in API_MODULES:
+        for name in reexports(module):
+            obj = getattr(importlib.import_module(module), name)
+            if isinstance(obj, types.ModuleType):
+                found = f"{obj.__name__}" in ids
+            else:
+                found = any(i == f"symspec.{name}" or i.endswith(f".{name}")
+                            and i.startswith("symspec.") for i in ids)
+            if not found:
+                missing.append(f"{module}.{name}")
     assert not missing, f"public names without an API entry: {missing}"
+    private = sorted(i for i in ids if re.search(r"\._[a-z]", i))
+    assert not private, f"private names in the API reference: {private}"
 
 
 class _Recorder(http.server.SimpleHTTPRequestHandler):
@@ -197,6 +235,162 @@ def test_screenshot_shows_a_page(rendered):
     img = Image.open(shot).convert("L")
     assert img.size[0] >= 1000
     assert ImageStat.Stat(img).stddev[0] > 10      # not a blank page
+
+
+# -- every page -------------------------------------------------------------------------
+
+DRIVER = """<!doctype html>
+<html><body><script>
+const PAGES = %s;
+function fits(w, el) {
+  // a display formula fits its box, or sits in a box that scrolls horizontally
+  const fit = el.scrollWidth <= el.clientWidth + 1;
+  let scrolls = false;
+  for (let a = el.parentElement; a && a.tagName !== "MAIN"; a = a.parentElement) {
+    const o = w.getComputedStyle(a).overflowX;
+    if ((o === "auto" || o === "scroll") && a.scrollWidth > a.clientWidth + 1) scrolls = true;
+  }
+  const box = el.closest(".math") || el.parentElement;
+  const eqno = box && box.querySelector(".eqno");
+  return {fit, scrolls, w: el.scrollWidth, cw: el.clientWidth,
+          label: eqno ? eqno.textContent.trim() : el.textContent.slice(0, 60)};
+}
+async function probe(url) {
+  const f = document.createElement("iframe");
+  f.style.width = "1280px"; f.style.height = "900px";
+  document.body.appendChild(f);
+  await new Promise(r => { f.onload = r; f.src = url; });
+  const w = f.contentWindow, d = f.contentDocument;
+  if (w.MathJax && w.MathJax.startup) await w.MathJax.startup.promise;
+  const imgs = Array.from(d.querySelectorAll("main img"));
+  await Promise.all(imgs.map(i => i.complete ? null : new Promise(r => {
+    i.addEventListener("load", r); i.addEventListener("error", r); })));
+  const q = s => Array.from(d.querySelectorAll(s));
+  const report = {
+    tables: q("main table").length,
+    pipe_paragraphs: q("main p").map(p => p.textContent.trim())
+                                .filter(t => t.startsWith("| ")).map(t => t.slice(0, 80)),
+    headings: q("main h1, main h2, main h3").map(h => h.textContent.trim()),
+    math_sources: q("main .math").length,
+    mjx: q("main mjx-container").length,
+    mjx_errors: q("mjx-merror").map(e => e.textContent.slice(0, 80)),
+    displays: q('main mjx-container[display="true"]').map(el => fits(w, el)),
+    images: imgs.map(i => ({src: i.getAttribute("src"), complete: i.complete,
+                            w: i.naturalWidth, h: i.naturalHeight})),
+  };
+  f.remove();
+  return report;
+}
+(async () => {
+  const out = {};
+  for (const page of PAGES) {
+    try { out[page] = await probe(page); } catch (e) { out[page] = {error: String(e)}; }
+  }
+  const pre = document.createElement("pre");
+  pre.id = "symspec-render-report";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script></body></html>
+"""
+
+TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$", re.M)
+
+
+def pages() -> list[str]:
+    """Every document of the book: the root, then the chapters of ``_toc.yml``."""
+    root = re.search(r"^root:\s*(\S+)", (BOOK / "_toc.yml").read_text(), re.M).group(1)
+    return [root, *chapters()]
+
+
+def source_tables(doc: str) -> int:
+    """Markdown tables in a chapter's text (code cells and other fenced blocks excluded)."""
+    text = re.sub(r"^(`{3,}|~{3,}).*?^\1\s*$", "", (BOOK / f"{doc}.md").read_text(),
+                  flags=re.M | re.S)
+    return len(TABLE_RULE.findall(text))
+
+
+def printed_tables(doc: str) -> int:
+    """Markdown tables the chapter's code cells print (``text/markdown`` outputs)."""
+    nb = EXECUTED / f"{doc}.ipynb"
+    if not nb.exists():
+        return 0
+    outputs = [o for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"
+               for o in c["outputs"]]
+    return sum(len(TABLE_RULE.findall("".join(o.get("data", {}).get("text/markdown", ""))))
+               for o in outputs)
+
+
+@pytest.fixture(scope="module")
+def every_page(tmp_path_factory):
+    """Render every page of the book in one headless Chromium run; the probe's report per
+    page."""
+    docs = pages()
+    _need(all((HTML / f"{d}.html").exists() for d in docs),
+          f"the book is not built ({HTML} is missing pages)")
+    chromium = shutil.which("chromium")
+    _need(chromium is not None, "chromium is not installed (apt-get install -y chromium)")
+    tmp = tmp_path_factory.mktemp("book_all")
+    site = tmp / "html"
+    shutil.copytree(HTML, site, ignore=shutil.ignore_patterns("_sources", "reports"))
+    (site / "symspec-probe.html").write_text(
+        DRIVER % json.dumps([f"/{d}.html" for d in docs]))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Recorder, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/symspec-probe.html"
+    run = [chromium, *[f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time")],
+           "--virtual-time-budget=120000",
+           "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+           f"--user-data-dir={tmp / 'profile'}", "--dump-dom", url]
+    try:
+        dom = subprocess.run(run, capture_output=True, text=True, timeout=300,
+                             check=True).stdout
+    finally:
+        server.shutdown()
+        server.server_close()
+    found = re.search(r'<pre id="symspec-render-report"[^>]*>(.*?)</pre>', dom, re.S)
+    assert found, "the probe did not report: a page or its MathJax never finished loading"
+    report = json.loads(html.unescape(found.group(1)))
+    assert sorted(report) == sorted(f"/{d}.html" for d in docs), sorted(report)
+    return {d: report[f"/{d}.html"] for d in docs}
+
+
+def test_every_page_rendered(every_page):
+    errors = {d: r["error"] for d, r in every_page.items() if "error" in r}
+    assert not errors, errors
+
+
+def test_tables_are_tables(every_page):
+    for doc, r in every_page.items():
+        expected = source_tables(doc) + printed_tables(doc)
+        assert r["tables"] >= expected, \
+            f"{doc}: {expected} Markdown tables in the source and outputs, {r['tables']} <table>s"
+        assert not r["pipe_paragraphs"], \
+            f"{doc}: Markdown tables rendered as text: {r['pipe_paragraphs']}"
+    assert sum(printed_tables(d) for d in every_page) >= 7   # the chapters' results tables
+
+
+def test_headings_numbered_once(every_page):
+    for doc, r in every_page.items():
+        twice = [h for h in r["headings"] if re.match(r"^\d+(\.\d+)*\.?\s+\d+\.\s", h)]
+        assert not twice, f"{doc}: headings numbered twice: {twice}"
+
+
+def test_every_formula_typeset_and_fits(every_page):
+    for doc, r in every_page.items():
+        assert r["mjx"] >= r["math_sources"], f"{doc}: formulas not typeset: {r}"
+        assert not r["mjx_errors"], f"{doc}: TeX errors: {r['mjx_errors']}"
+        wide = [m for m in r["displays"] if not (m["fit"] or m["scrolls"])]
+        assert not wide, f"{doc}: displayed formulas wider than the page: {wide}"
+    assert sum(r["math_sources"] for r in every_page.values()) >= 50
+
+
+def test_every_image_loads(every_page):
+    for doc, r in every_page.items():
+        for img in r["images"]:
+            assert img["complete"] and img["w"] > 0 and img["h"] > 0, f"{doc}: {img}"
+    assert sum(len(r["images"]) for r in every_page.values()) >= 10
 
 
 if __name__ == "__main__":  # executed asserts per chapter, for the CI log

@@ -1,15 +1,25 @@
 """Sphinx helpers for the symspec API reference.
 
-- ``symspec.NAME`` cross-references resolve to where ``NAME`` is documented: everything in
-  ``symspec.__all__`` is importable from the package, but the reference documents it under
-  its defining module (``symspec.numeric.spectral_response``).
-- Built-in samplers (module-level :class:`symspec.symbolic.engine.Sampler` objects such as
-  ``symspec.symbolic.samplers.DDPM``) are documented with the docstring of their step function.
+- Each object is documented once, under its shortest public name (``symspec.derive``,
+  ``symspec.design.divergence_grad``, ``symspec.schedules.inference_timesteps``).  A
+  reference to any other import path of the same object (``symspec.symbolic.engine.derive``,
+  ``symspec.numeric.Response.transfer``, or a short name inside a docstring) resolves to it:
+  the target is imported and matched by identity against the documented objects.
+- Built-in samplers (module-level :class:`symspec.Sampler` objects such as
+  ``symspec.DDPM``) are documented with the docstring of their step function.
+- A constant documented under a re-export (``symspec.SAMPLERS``) keeps the ``#:`` comment
+  of the module that defines it; a constant in a module's ``__all__`` is documented even
+  without one.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+from types import ModuleType
+
 from sphinx.ext.autodoc import DataDocumenter, ModuleDocumenter
+from sphinx.pycode import ModuleAnalyzer
 from sphinx.util.docstrings import prepare_docstring
 
 
@@ -33,21 +43,105 @@ class SamplerDocumenter(DataDocumenter):
         return [prepare_docstring(self.object.doc)] if self.object.doc else []
 
 
+class ReexportedDataDocumenter(DataDocumenter):
+    """Module data whose ``#:`` comment lives in the module that defines it."""
+
+    priority = DataDocumenter.priority + 1
+
+    @classmethod
+    def can_document_member(cls, member, membername, isattr, parent) -> bool:
+        # also the constants a module lists in __all__ without a ``#:`` comment
+        listed = membername in getattr(getattr(parent, "object", None), "__all__", ())
+        return isinstance(parent, ModuleDocumenter) and not isinstance(member, ModuleType) \
+            and (isattr or listed)
+
+    def get_module_comment(self, attrname: str) -> list[str] | None:
+        found = super().get_module_comment(attrname)
+        if found:
+            return found
+        for name, mod in sorted(sys.modules.items()):
+            if (name.startswith("symspec.") and name != self.modname
+                    and getattr(mod, attrname, None) is self.object):
+                try:
+                    docs = ModuleAnalyzer.for_module(name).find_attr_docs()
+                except Exception:  # noqa: BLE001 - no source: no comment
+                    continue
+                if ("", attrname) in docs:
+                    return list(docs[("", attrname)])
+        return None
+
+
+def _lookup(path: str):
+    """The object at a dotted import path, or None."""
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            if not hasattr(obj, attr):
+                return None
+            obj = getattr(obj, attr)
+        return obj
+    return None
+
+
+def _key(obj):
+    # values such as numbers and strings are shared by unrelated names: not an identity
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+        return None
+    return id(obj)
+
+
+def _documented(env) -> dict:
+    """id(object) -> documented full name, for every documented symspec object."""
+    py = env.get_domain("py")
+    index = {}
+    for full in sorted(py.objects, key=lambda n: (n.count("."), n)):
+        if not full.startswith("symspec"):
+            continue
+        key = _key(_lookup(full))
+        if key is not None:
+            index.setdefault(key, full)
+    return index
+
+
 def _resolve(app, env, node, contnode):
     target = node.get("reftarget", "")
-    if node.get("refdomain") != "py" or not target.startswith("symspec."):
+    if node.get("refdomain") != "py" or not target:
         return None
-    name = target.removeprefix("symspec.")
+    target = target.lstrip(".~")
+    context = [c for c in (node.get("py:module"), node.get("py:class")) if c]
+    candidates = [target]
+    if node.get("py:module"):
+        candidates.append(f"{node['py:module']}.{target}")
+        if node.get("py:class"):
+            candidates.append(f"{node['py:module']}.{node['py:class']}.{target}")
+    if not (target.startswith("symspec") or context):
+        return None
     py = env.get_domain("py")
-    hits = [full for full in py.objects
-            if full.startswith("symspec.") and full.count(".") == 2 and full.endswith("." + name)]
-    if len(hits) != 1:
-        return None
-    return py.resolve_xref(env, node["refdoc"], app.builder, "obj", hits[0], node, contnode)
+    index = _documented(env)
+    for path in candidates:
+        if not path.startswith("symspec"):
+            continue
+        parts = path.split(".")
+        # the object itself, or an attribute of a documented object (a field, a method)
+        for cut in range(len(parts), 1, -1):
+            key = _key(_lookup(".".join(parts[:cut])))
+            if key is None or key not in index:
+                continue
+            full = ".".join([index[key], *parts[cut:]])
+            if full in py.objects:
+                return py.resolve_xref(env, node["refdoc"], app.builder, "obj", full, node,
+                                       contnode)
+            break
+    return None
 
 
 def setup(app):
     app.setup_extension("sphinx.ext.autodoc")
     app.add_autodocumenter(SamplerDocumenter)
+    app.add_autodocumenter(ReexportedDataDocumenter, override=True)
     app.connect("missing-reference", _resolve)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
