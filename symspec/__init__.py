@@ -31,6 +31,8 @@ from .numeric import Response as Response
 from .numeric import continuous as continuous
 from .numeric import sample as sample
 from .numeric import spectral_response as spectral_response
+from .numeric.backends import codegen as codegen
+from .numeric.backends import lambdify as lambdify
 from .schedules import Schedule as Schedule
 from .spectra import estimate_psd as estimate_psd
 from .symbolic import SAMPLERS as SAMPLERS

@@ -10,8 +10,10 @@ the per-mode work is then a few vectorised Horner evaluations per step.
 from __future__ import annotations
 
 import functools
+import importlib
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
@@ -19,7 +21,8 @@ import sympy as sp
 from ..symbolic import symbols as S
 from ..symbolic.engine import Sampler, StepMap, derive, opaque, simplifies_whole
 
-__all__ = ["compiled", "compiled_gradient", "lam_powers", "lambdify_levels", "lambdify_modes"]
+__all__ = ["compiled", "compiled_gradient", "compiled_backend", "lam_powers", "lambdify_levels",
+           "lambdify_modes", "BackendMap", "BACKENDS", "wrap_code"]
 
 
 def lambdify_levels(args, exprs):
@@ -114,7 +117,13 @@ def compiled(smp: Sampler, key: tuple, prediction_type: str) -> _Compiled:
 
 
 @functools.cache
-def _compile(m: StepMap) -> _Compiled:
+def _structure(m: StepMap) -> tuple[tuple, tuple]:
+    """``(layout, flat)``: every nonzero entry of A, Q (upper triangle) and C as
+    ``(kind, i, j, n_num, n_den)``, and the coefficients of their numerators and
+    denominators in ``lam`` (highest degree first), one flat tuple of level expressions.
+
+    Every printer (:func:`compiled`, :func:`compiled_backend`) prints this one structure.
+    """
     k = m.sampler.state
     items = [("A", i, j, m.A[i, j]) for i in range(k) for j in range(k)]
     items += [("Q", i, j, m.Q[i, j]) for i in range(k) for j in range(i, k)]
@@ -126,7 +135,13 @@ def _compile(m: StepMap) -> _Compiled:
         cn, cd = _as_rational(e)
         layout.append((kind, i, j, len(cn), len(cd)))
         flat += cn + cd
-    return _Compiled(lambdify_levels(m.levels, flat), tuple(layout))
+    return tuple(layout), tuple(flat)
+
+
+@functools.cache
+def _compile(m: StepMap) -> _Compiled:
+    layout, flat = _structure(m)
+    return _Compiled(lambdify_levels(m.levels, flat), layout)
 
 
 # =======================================================================================
@@ -198,3 +213,135 @@ def compiled_gradient(smp: Sampler, key: tuple, prediction_type: str,
     return _CompiledGrad(lambdify_levels(m.levels, flat), tuple(kk for kk, _ in rational),
                          len(wrt), width)
 
+
+
+# =======================================================================================
+# Array backends (used by symspec.numeric.backends and symspec.codegen).
+#
+# The same structure (:func:`_structure`) printed by SymPy's NumPy, PyTorch or JAX printer,
+# as one function of the levels returning the coefficients that depend on them.  It is
+# evaluated elementwise, so the levels may be arrays over the steps of a run; constant
+# coefficients are kept out of it, as numbers, so that a coefficient 1 multiplies nothing.
+# =======================================================================================
+#: The array backends, and the modules their printed code takes names from.
+BACKENDS = ("numpy", "torch", "jax")
+_BACKEND_MODULES = {"numpy": ("numpy",), "torch": ("torch",), "jax": ("jax.numpy", "jax")}
+
+
+@dataclass(frozen=True)
+class BackendMap:
+    """A derived step map printed for an array backend.
+
+    ``fn(*levels)`` returns the level-dependent coefficients of the map, elementwise in the
+    levels (named ``args``: current, next, then the history).  ``layout`` has, per nonzero
+    entry of ``A`` and ``Q`` (upper triangle), ``(kind, i, j, num, den)``: the coefficients
+    in ``lam`` of its numerator and denominator, highest degree first, each a float (a
+    constant) or the index of a coefficient that ``fn`` returns.  ``source`` is the text
+    of ``fn`` (a function named ``name``, long lines wrapped), ``imports`` the pairs
+    ``(module, name)`` it takes from the backend.
+    """
+
+    fn: Callable[..., list] = field(repr=False)
+    source: str = field(repr=False)
+    layout: tuple
+    args: tuple[str, ...]
+    imports: tuple[tuple[str, str], ...]
+    name: str = "_coefficients"
+
+
+def _numeric_constants(e: sp.Expr) -> sp.Expr:
+    """``e`` with its irrational constants (``sqrt(2)``, ``log(3)``) as floats.
+
+    The PyTorch printer writes ``sqrt(2)`` as ``torch.sqrt(2)``, which needs a tensor;
+    31 digits round to the nearest double, as ``math.sqrt(2)`` does.
+    """
+    if not e.free_symbols:
+        return e if e.is_Rational else sp.Float(e.evalf(31), 31)
+    if e.is_Atom:
+        return e
+    return e.func(*map(_numeric_constants, e.args))
+
+
+def _static(e: sp.Expr) -> float:
+    v = float(e)
+    if not np.isfinite(v):
+        raise ValueError(f"step-map coefficient {e} is not finite")
+    return v
+
+
+def wrap_code(source: str, width: int = 99) -> str:
+    """Python source with every line longer than ``width`` wrapped inside parentheses.
+
+    For printed code only: a long line ``NAME = EXPR`` or ``return EXPR`` becomes
+    ``NAME = (`` with ``EXPR`` broken at spaces (between tokens) on the lines below.
+
+    >>> print(wrap_code("    y = " + " + ".join(["x"] * 8), width=20), end="")
+        y = (
+            x + x + x +
+            x + x + x +
+            x + x)
+    """
+    import textwrap
+
+    out = []
+    for line in source.splitlines():
+        m = re.match(r"^(\s*)(return |[A-Za-z_]\w* = )(.*)$", line)
+        if len(line) <= width or m is None:
+            out.append(line)
+            continue
+        indent, head, body = m.groups()
+        parts = textwrap.wrap(body, width - len(indent) - 4, break_long_words=False,
+                              break_on_hyphens=False)
+        parts = [indent + "    " + p for p in parts]
+        parts[-1] += ")"
+        out += [f"{indent}{head}(", *parts]
+    return "\n".join(out) + "\n"
+
+
+@functools.cache
+def _print_backend(m: StepMap, backend: str) -> BackendMap:
+    import inspect
+
+    layout, flat = _structure(m)
+    exprs: dict = {}  # level expression -> its index among the returned coefficients
+    entries, k = [], 0
+    for kind, i, j, nn, nd in layout:
+        cs = flat[k:k + nn + nd]
+        k += nn + nd
+        if kind == "C":
+            continue
+        cs = [_static(c) if not c.free_symbols else exprs.setdefault(c, len(exprs)) for c in cs]
+        entries.append((kind, i, j, tuple(cs[:nn]), tuple(cs[nn:])))
+    dynamic = [_numeric_constants(e) for e in exprs]
+    fn = sp.lambdify(list(m.levels), dynamic, modules=backend, cse=True, docstring_limit=0)
+    src = inspect.getsource(fn).replace("def _lambdifygenerated(", "def _coefficients(", 1)
+    mods = [importlib.import_module(name) for name in _BACKEND_MODULES[backend]]
+    imports = []
+    for name in sorted(set(fn.__code__.co_names) & set(fn.__globals__)):
+        obj = fn.__globals__[name]
+        where = [mod.__name__ for mod in mods if getattr(mod, name, None) is obj]
+        if not where:  # a name the printer takes from elsewhere: cannot be written out
+            raise ValueError(f"the {backend} printer uses {name!r}, which is not a name of "
+                             f"{' or '.join(_BACKEND_MODULES[backend])}")
+        imports.append((where[0], name))
+    return BackendMap(fn, wrap_code(src), tuple(entries), tuple(s.name for s in m.levels),
+                      tuple(imports))
+
+
+def compiled_backend(smp: Sampler, key: tuple, prediction_type: str,
+                     backend: str) -> BackendMap:
+    """The map of one step variant printed for ``backend`` (one of :data:`BACKENDS`).
+
+    Variants that share a derivation share the printed map (cached by the derived map).
+
+    >>> import numpy as np
+    >>> from symspec import DDPM
+    >>> bm = compiled_backend(DDPM, (False, False, 1), "epsilon", "numpy")
+    >>> [entry[:3] for entry in bm.layout], bm.args
+    ([('A', 0, 0), ('Q', 0, 0)], ('alphabar_t', 'alphabar_p'))
+    >>> len(bm.fn(np.array([0.3, 0.5]), np.array([0.6, 0.9]))[0])  # elementwise in the levels
+    2
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return _print_backend(derive(smp, key, prediction_type), backend)
