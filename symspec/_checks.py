@@ -116,3 +116,34 @@ def validate_mean(mean: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
     if not np.all(np.isfinite(m)):
         raise ValueError("mean must be finite")
     return m
+
+
+def integer(value: object, name: str, *, low: int | None = None,
+            high: int | None = None) -> int:
+    """``value`` as an int within ``[low, high]``; Python and numpy ints, never ``bool``.
+
+    >>> integer(np.int64(3), "order", low=1, high=4)
+    3
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    v = int(value)
+    if (low is not None and v < low) or (high is not None and v > high):
+        rng = " and ".join(x for x in (None if low is None else f">= {low}",
+                                         None if high is None else f"<= {high}") if x)
+        raise ValueError(f"{name} must be an integer {rng}, got {v}")
+    return v
+
+
+def flag(value: object, name: str) -> bool:
+    """``value`` if it is ``True`` or ``False`` (numpy booleans too), else a ``ValueError``."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+def choice(value: object, name: str, choices: tuple) -> object:
+    """``value`` if it is one of ``choices``, else a ``ValueError`` listing them."""
+    if not isinstance(value, str | int | float) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value

@@ -11,7 +11,11 @@
   anything else (a folder, a block device, a socket) is refused before anything is written;
 * every target is checked first (:func:`check_output`), so a command can check its outputs
   before a long computation; a failure while writing removes the temporary files and leaves
-  every existing file as it was.
+  every existing file as it was: if a rename fails after others succeeded, the files
+  already replaced are put back (from hard-linked backups) and new ones removed.  Only the
+  direct writes, last, cannot be undone.
+* two outputs naming the same file are refused; errors name the output, never a
+  temporary file.
 
 Temporary files are named ``.NAME.symspec-tmp-XXXXXXXX``; one left by a killed process is
 removed by the next write into that folder once it is an hour old.
@@ -98,13 +102,19 @@ def write_outputs(outputs: list[tuple[str | Path, bytes | str, str]]) -> None:
     ``ValueError`` naming the output that failed; then nothing was changed.
     """
     targets = [(check_output(p, nm), p, data, nm) for p, data, nm in outputs]
-    staged: list[tuple[str, Path]] = []
+    seen: dict[str, str] = {}
+    for target, _, _, nm in targets:
+        key = os.path.realpath(target)
+        if key in seen:
+            raise ValueError(f"{nm} and {seen[key]} name the same file {target}")
+        seen[key] = nm
+    staged: list[tuple[str, Path, str | Path, str]] = []
     direct = []
     try:
         for target, given, data, nm in targets:
             raw = data.encode() if isinstance(data, str) else data
             if target.exists() and (not target.is_file() or os.stat(target).st_nlink > 1):
-                direct.append((target, raw))  # a device, FIFO or hard link: last, in place
+                direct.append((target, raw, given, nm))  # device, FIFO, hard link: last
                 continue
             folder = target.parent if str(target.parent) else Path(".")
             _clean_stale(folder)
@@ -113,22 +123,59 @@ def write_outputs(outputs: list[tuple[str | Path, bytes | str, str]]) -> None:
                 fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix)
             except OSError as exc:
                 raise ValueError(f"{nm}: cannot write {given}: {exc.strerror}") from None
-            staged.append((tmp, target))
+            staged.append((tmp, target, given, nm))
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(raw)
                 _copy_mode(target, tmp)
             except OSError as exc:
                 raise ValueError(f"{nm}: cannot write {given}: {exc.strerror}") from None
-        for tmp, target in staged:
-            os.replace(tmp, target)
+        _replace_all(staged)
         staged = []
-        for target, raw in direct:
-            with open(target, "wb") as f:
-                f.write(raw)
+        for target, raw, given, nm in direct:
+            try:
+                with open(target, "wb") as f:
+                    f.write(raw)
+            except OSError as exc:
+                raise ValueError(f"{nm}: cannot write {given}: {exc.strerror}") from None
     finally:
-        for tmp, _ in staged:
+        for tmp, *_ in staged:
             Path(tmp).unlink(missing_ok=True)
+
+
+def _replace_all(staged: list[tuple[str, Path, str | Path, str]]) -> None:
+    """Rename every temporary file onto its target, or undo the renames already done."""
+    done: list[tuple[Path, bool, str | None]] = []  # (target, existed, hard-linked backup)
+    try:
+        for tmp, target, given, nm in staged:
+            existed, backup = target.exists(), None
+            if existed and len(staged) > 1:
+                try:
+                    os.link(target, f"{tmp}.bak")
+                    backup = f"{tmp}.bak"
+                except OSError:
+                    pass  # no hard links here: this file could not be put back
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                if backup:
+                    Path(backup).unlink(missing_ok=True)
+                raise ValueError(f"{nm}: cannot write {given}: {exc.strerror}") from None
+            done.append((target, existed, backup))
+    except BaseException:
+        for target, existed, backup in reversed(done):
+            try:
+                if backup:
+                    os.replace(backup, target)
+                elif not existed:
+                    target.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise
+    finally:
+        for _, _, backup in done:
+            if backup:
+                Path(backup).unlink(missing_ok=True)
 
 
 def _copy_mode(target: Path, tmp: str) -> None:

@@ -1,29 +1,59 @@
 """The ``symspec`` command line.
 
 Every subcommand is a function ``cmd_NAME(args) -> int`` plus an ``add_NAME(sub)`` that
-declares its arguments.  Errors in the input print one line on stderr and exit with 2.
+declares its arguments, listed in :data:`COMMANDS`.  Errors in the input print one line on
+stderr and exit with 2; Ctrl-C prints ``symspec: interrupted`` and exits with 130.  Every
+output path is checked before the computation, and all of a command's outputs are written
+together or not at all (:func:`symspec._io.write_outputs`).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import json
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write
+from . import SAMPLERS, __version__
+from ._checks import SPACES
+from ._io import check_output, write_outputs
+from .design import DIVERGENCES
+from .schedules import BETA_SCHEDULES, SPACINGS
+from .symbolic.samplers import DDIM
 
-__all__ = ["main", "parse_psd", "parse_option"]
+__all__ = ["main", "build_parser", "parse_psd", "parse_option", "prev_rule", "COMMANDS"]
+
+#: Largest side of a model spectrum (``powerlaw:2:SIZE``) and largest PSD read from a file.
+MAX_PSD_SIDE = 4096
+MAX_PSD_VALUES = MAX_PSD_SIDE**2
+MAX_ALPHA = 10.0  # steepest power law: 4096**10 ~ 1e36 of dynamic range
+MAX_SCHEDULE_BYTES = 16 << 20
+
+EPILOG = ("exit status: 0 on success; 2 for bad input, an unreadable input or an unwritable "
+          "output (one line on stderr, and no output is changed); 130 when interrupted "
+          "(Ctrl-C).")
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2
-        print(f"symspec: error: {message}", file=sys.stderr)
+        print(f"symspec: error: {message.splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2)
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown; a default of ``None`` (no value) is not."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 _VALUE = re.compile(r"^(true|false|[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[A-Za-z_][\w-]*)$")
@@ -51,7 +81,49 @@ def parse_option(text: str) -> tuple[str, object]:
 
 
 PSD_MODELS = "powerlaw:ALPHA[:SIZE], photos[:SIZE], white[:SIZE]"
-PSD_HELP = "FILE.npy, FILE.npz (array 'psd') or a model: " + PSD_MODELS
+PSD_HELP = ("FILE.npy, FILE.npz (array 'psd') or a model: " + PSD_MODELS
+            + f" (0 <= ALPHA <= {MAX_ALPHA:g}, SIZE from 2 to {MAX_PSD_SIDE}, default 32)")
+_MODEL = re.compile(r"(powerlaw|photos|white)(?::(.*))?", re.DOTALL)
+
+
+def _model_psd(kind: str, params: str | None, spec: str) -> np.ndarray:
+    """The built-in model ``kind`` with ``params`` (the text after its first colon)."""
+    form = {"powerlaw": "powerlaw:ALPHA[:SIZE]"}.get(kind, f"{kind}[:SIZE]")
+    parts = [] if params is None else params.split(":")
+
+    def bad(why: str):
+        return ValueError(f"--psd: bad model parameters in {spec!r}: {why} (expected {form}; "
+                          f"0 <= ALPHA <= {MAX_ALPHA:g}, SIZE an integer from 2 to "
+                          f"{MAX_PSD_SIDE})")
+
+    alpha = None
+    if kind == "powerlaw":
+        if not parts or not parts[0]:
+            raise bad("ALPHA is missing")
+        try:
+            alpha = float(parts.pop(0))
+        except ValueError:
+            raise bad("ALPHA is not a number") from None
+        if not 0 <= alpha <= MAX_ALPHA:
+            raise bad(f"ALPHA {alpha:g} is out of range")
+    if len(parts) > 1:
+        raise bad("too many parameters")
+    size = 32
+    if parts:
+        if not re.fullmatch(r"\d{1,9}", parts[0]):
+            raise bad(f"SIZE {parts[0]!r} is not a positive integer")
+        size = int(parts[0])
+        if not 2 <= size <= MAX_PSD_SIDE:
+            raise bad(f"SIZE {size} is out of range")
+    if kind == "powerlaw":
+        from .spectra import power_law
+
+        return power_law((size, size), alpha)
+    if kind == "photos":
+        from .spectra import photo_psd
+
+        return np.array(photo_psd(size))
+    return np.full((size, size), 0.25)
 
 
 def parse_psd(spec: str) -> np.ndarray:
@@ -59,56 +131,136 @@ def parse_psd(spec: str) -> np.ndarray:
 
     Models: ``powerlaw:ALPHA[:SIZE]`` (a SIZE x SIZE grid, default 32), ``white[:SIZE]``,
     ``photos[:SIZE]`` (the photos bundled with scikit-learn, :func:`~symspec.spectra.photo_psd`).
+    A file's header is checked before its data is read: at most :data:`MAX_PSD_VALUES`
+    real values, held by the file.
 
     >>> parse_psd("powerlaw:2:8").shape
     (8, 8)
     """
     from ._checks import validate_psd
-    from .spectra import power_law
+    from .spectra.readers import load_array
 
-    m = re.fullmatch(r"powerlaw:([0-9.]+)(?::(\d+))?", spec)
-    if m:
-        return power_law((int(m.group(2) or 32),) * 2, float(m.group(1)))
-    m = re.fullmatch(r"photos(?::(\d+))?", spec)
-    if m:
-        from .spectra import photo_psd
-
-        return np.array(photo_psd(int(m.group(1) or 32)))
-    m = re.fullmatch(r"white(?::(\d+))?", spec)
-    if m:
-        n = int(m.group(1) or 32)
-        return np.full((n, n), 0.25)
+    m = _MODEL.fullmatch(spec)
+    if m and not os.path.lexists(spec):
+        return _model_psd(m.group(1), m.group(2), spec)
     path = Path(spec)
     if not path.exists():
         raise ValueError(f"--psd: no such file {spec!r} (or a model: {PSD_MODELS})")
+    if path.suffix not in (".npy", ".npz"):
+        raise ValueError(f"--psd: {spec}: expected a .npy or .npz file (or a model: "
+                         f"{PSD_MODELS})")
     try:
-        if path.suffix == ".npz":
-            with np.load(path) as z:
-                if "psd" not in z:
-                    raise ValueError(f"--psd: {spec} has no array named 'psd'")
-                arr = z["psd"]
-        else:
-            arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"--psd: cannot read {spec}: {exc}") from None
+        arr = load_array(path, "psd" if path.suffix == ".npz" else None,
+                         max_values=MAX_PSD_VALUES, what="the psd")
+    except ValueError as exc:
+        raise ValueError(f"--psd: {exc}") from None
     return validate_psd(arr, f"--psd {spec}")
 
 
 def _sampler(args):
+    """The sampler named by the arguments, configured and its options checked."""
     from .symbolic.samplers import get_sampler
 
     opts = dict(parse_option(o) for o in getattr(args, "option", None) or [])
     if getattr(args, "eta", None) is not None:
         opts["eta"] = args.eta
-    return get_sampler(args.sampler, **opts)
+    try:
+        return get_sampler(args.sampler, **opts)
+    except TypeError as exc:  # an unknown or unhashable option: bad input here
+        raise ValueError(str(exc)) from None
 
 
-# -- derive ------------------------------------------------------------------------------
+def prev_rule(sampler) -> str:
+    """diffusers' rule for the level a step goes to on integer timesteps: ``"stride"``
+    (``t - T // N``) for DDIM, as DDIMScheduler does, ``"chained"`` for every other sampler.
+
+    >>> import symspec
+    >>> prev_rule(symspec.DDIM(eta=1.0)), prev_rule(symspec.EULER)
+    ('stride', 'chained')
+    """
+    return "stride" if sampler.step is DDIM.step else "chained"
+
+
+def _check_eta(smp, schedules: dict) -> None:
+    """For DDIM with ``eta > 1``, refuse a schedule with a step that ``eta`` does not fit."""
+    eta = smp.opts.get("eta", 0) if smp.step is DDIM.step else 0
+    if eta <= 1:
+        return
+    for label, sched in schedules.items():
+        t, p = sched.to_space("vp").start, sched.to_space("vp").end
+        with np.errstate(divide="ignore"):
+            limit = np.where(p > t, np.sqrt(p * (1 - t) / np.maximum(p - t, 1e-300)), np.inf)
+        i = int(np.argmin(limit))
+        if eta > limit[i]:
+            raise ValueError(f"--eta {eta:g} is too large for step {i} of {label} (alpha-bar "
+                             f"{t[i]:.6g} to {p[i]:.6g}): DDIM needs eta <= {limit[i]:.6g} "
+                             "there; any eta in [0, 1] fits every step")
+
+
+def _check_outputs(*outputs: tuple[str | None, str]) -> list[tuple[str, str]]:
+    """Check every ``(path, option)`` given, before any computation; return those given."""
+    given = [(p, nm) for p, nm in outputs if p is not None]
+    seen: dict[str, str] = {}
+    for p, nm in given:
+        key = os.path.realpath(check_output(p, nm))
+        if key in seen:
+            raise ValueError(f"{nm} and {seen[key]} name the same file {p}")
+        seen[key] = nm
+    return given
+
+
+def _read_schedule(path: str):
+    """The schedule in the JSON file ``path`` (``--schedule``), or a ``ValueError``."""
+    from .schedules import Schedule
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SCHEDULE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"--schedule: cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_SCHEDULE_BYTES:
+        raise ValueError(f"--schedule: {path} is larger than {MAX_SCHEDULE_BYTES} bytes, not a "
+                         "schedule")
+    try:
+        return Schedule.from_json(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"--schedule: {path} is not text (not a schedule JSON file)") from None
+    except ValueError as exc:
+        raise ValueError(f"--schedule {path}: {exc}") from None
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def _png_bytes(fig, dpi: int = 110) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _sampler_args(p) -> None:
+    p.add_argument("--sampler", default="ddim", choices=sorted(SAMPLERS), help="sampler")
+    p.add_argument("--eta", type=float, help="DDIM eta (>= 0; any eta in [0, 1] fits every "
+                   "step); the same as --option eta=ETA")
+    p.add_argument("--option", action="append", metavar="NAME=VALUE",
+                   help="a sampler option, e.g. variance=fixed_large (repeatable)")
+
+
 def add_derive(sub):
-    p = sub.add_parser("derive", help="derive and print a sampler's one-step map")
-    p.add_argument("sampler", help="sampler name (e.g. ddpm, ddim)")
-    p.add_argument("--eta", type=float, help="DDIM eta")
-    p.add_argument("--option", action="append", metavar="NAME=VALUE", help="sampler option")
+    p = sub.add_parser("derive", help="derive and print a sampler's one-step map",
+                       description="Derive a sampler's one-step linear map state' = A state + "
+                       "B w + C m on symbols, and (one-state samplers) its closed form over "
+                       "--steps steps.")
+    p.add_argument("sampler", choices=sorted(SAMPLERS), help="sampler")
+    p.add_argument("--eta", type=float, help="DDIM eta (>= 0); the same as --option eta=ETA")
+    p.add_argument("--option", action="append", metavar="NAME=VALUE",
+                   help="a sampler option, e.g. variance=fixed_large (repeatable)")
     p.add_argument("--steps", type=int, default=2, help="closed form over this many steps (1-4)")
     p.add_argument("--latex", action="store_true", help="print LaTeX")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -139,41 +291,40 @@ def cmd_derive(args) -> int:
 
 # -- response ----------------------------------------------------------------------------
 def add_response(sub):
-    p = sub.add_parser("response", help="output spectrum of a sampler on a diffusers schedule")
-    p.add_argument("--sampler", default="ddim", help="sampler name")
-    p.add_argument("--eta", type=float)
-    p.add_argument("--option", action="append", metavar="NAME=VALUE")
-    p.add_argument("--steps", type=int, default=10)
+    p = sub.add_parser("response", help="output spectrum of a sampler on a diffusers schedule",
+                       description="The output spectrum of a sampler run on diffusers' "
+                       "schedule (1000 training steps), radially averaged.  The step goes to "
+                       "the next timestep of the grid, except for DDIM (DDIMScheduler's "
+                       "t - 1000 // N).")
+    _sampler_args(p)
+    p.add_argument("--steps", type=int, default=10, help="inference steps (1-1000)")
     p.add_argument("--psd", default="powerlaw:2", help=PSD_HELP)
-    p.add_argument("--beta-schedule", default="linear",
-                   choices=["linear", "scaled_linear", "squaredcos_cap_v2"])
-    p.add_argument("--spacing", default="leading", choices=["leading", "trailing", "linspace"])
-    p.add_argument("--steps-offset", type=int, default=0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--beta-schedule", default="linear", choices=BETA_SCHEDULES,
+                   help="diffusers' training beta schedule")
+    p.add_argument("--spacing", default="leading", choices=SPACINGS,
+                   help="diffusers' timestep spacing")
+    p.add_argument("--steps-offset", type=int, default=0, help="diffusers' steps_offset")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", help="also save the output spectrum to this .npy file")
 
 
 def cmd_response(args) -> int:
     from .numeric.response import spectral_response
     from .schedules import diffusers_schedule, inference_timesteps, training_alphas_cumprod
+    from .spectra import radial_profile
 
+    outputs = _check_outputs((args.out, "--out"))
     smp = _sampler(args)
     psd = parse_psd(args.psd)
     ab = training_alphas_cumprod(1000, args.beta_schedule)
     ts = inference_timesteps(args.steps, 1000, args.spacing, args.steps_offset)
-    sched = diffusers_schedule(ab, ts, "chained" if smp.name == "ddpm" else "stride", 1.0)
+    sched = diffusers_schedule(ab, ts, prev_rule(smp), 1.0)
+    _check_eta(smp, {"the schedule": sched})
     r = spectral_response(smp, sched, psd)
-    from .spectra import radial_profile
-
     f, data = radial_profile(psd)
     _, out = radial_profile(r.output_psd)
     _, tr = radial_profile(r.transfer)
-    if args.out:
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, r.output_psd)
-        atomic_write(args.out, buf.getvalue())
+    write_outputs([(p, _npy_bytes(r.output_psd), nm) for p, nm in outputs])
     if args.json:
         print(json.dumps({"sampler": smp.name, "options": dict(smp.options), "steps": args.steps,
                           "frequency": f.tolist(), "data_psd": data.tolist(),
@@ -182,31 +333,38 @@ def cmd_response(args) -> int:
         print(f"{smp.name} {dict(smp.options)}, {args.steps} steps, {args.beta_schedule}/"
               f"{args.spacing}; radially averaged spectra")
         print(f"{'|f|':>8} {'data':>12} {'output':>12} {'ratio':>8} {'transfer':>10}")
-        for row in zip(f, data, out, tr, strict=True):
-            print(f"{row[0]:8.4f} {row[1]:12.5g} {row[2]:12.5g} {row[2] / row[1]:8.4f} "
-                  f"{row[3]:10.4g}")
+        with np.errstate(divide="ignore", invalid="ignore"):  # a ring of zero power: inf/nan
+            ratio = out / data
+        for row in zip(f, data, out, ratio, tr, strict=True):
+            print(f"{row[0]:8.4f} {row[1]:12.5g} {row[2]:12.5g} {row[3]:8.4f} {row[4]:10.4g}")
     return 0
 
 
 # -- demo --------------------------------------------------------------------------------
 def add_demo(sub):
-    p = sub.add_parser("demo", help="the main job on a built-in spectrum: tables and a figure")
+    p = sub.add_parser("demo", help="the main job on a built-in spectrum: tables and a figure",
+                       description="DDPM and DDIM under diffusers' default schedules on a "
+                       "power-law spectrum and on the bundled photos: tables and a figure.")
     p.add_argument("--out", default="symspec_demo.png", help="PNG figure path")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the tables as JSON")
 
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(args.out, args.json)
+    return run_demo(args.out, args.json)  # checks --out before computing
 
 
 # -- psd ---------------------------------------------------------------------------------
 def add_psd(sub):
-    p = sub.add_parser("psd", help="estimate a data spectrum from images, a stack or a WAV")
+    p = sub.add_parser("psd", help="estimate a data spectrum from images, a stack or a WAV",
+                       description="Estimate the per-mode variances of data: a folder of "
+                       "PNG/JPEG images, a .npy/.npz stack of samples (samples first) or a WAV "
+                       "file (Welch).  Saves arrays 'psd' and 'n' (and 'rate' for WAV).")
     p.add_argument("path", help="a folder of PNG/JPEG images, a .npy/.npz stack or a .wav file")
     p.add_argument("--size", type=int, help="crop/patch size (images) or segment length (WAV)")
-    p.add_argument("--mode", choices=["crop", "patches"], help="images: center crop or patches")
+    p.add_argument("--mode", choices=["crop", "patches"],
+                   help="images: center crop or patches (default: whole images)")
     p.add_argument("--stride", type=int, help="patch stride (default: --size, no overlap)")
     p.add_argument("--overlap", type=float, default=0.5, help="WAV: Welch segment overlap")
     p.add_argument("--color", action="store_true",
@@ -230,6 +388,8 @@ def _psd_estimate(args, path: Path):
         acc = folder_spectrum(path, args.size, mode=args.mode, stride=args.stride,
                               color=args.color, window=args.window, progress=progress)
         return acc.psd(not args.keep_mean), acc.n, "images or patches", {}
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or folder")
     if path.suffix in (".npy", ".npz"):
         acc = stack_spectrum(path, color=args.color, window=args.window, progress=progress)
         return acc.psd(not args.keep_mean), acc.n, "samples", {}
@@ -248,35 +408,21 @@ def _psd_estimate(args, path: Path):
 
 def _psd_figure(curves: dict) -> bytes:
     """PNG bytes of the radially averaged spectra ``{label: (psd, fit or None)}``."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from .plotting import plot_psd_fit
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _figure()
     for label, (psd, fit) in curves.items():
-        plot_psd_fit(psd, fit, ax, label=label)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+        plot_psd_fit(psd, fit, ax[0, 0], label=label)
+    return _png_bytes(fig, 120)
 
 
 def cmd_psd(args) -> int:
-    import io
-
     from .spectra import fit_psd
 
-    path, out = Path(args.path), Path(args.out)
-    if out.suffix != ".npz":
+    path = Path(args.path)
+    if Path(args.out).suffix != ".npz":
         raise ValueError(f"--out must end in .npz, got {args.out!r}")
-    for target in (out, Path(args.plot) if args.plot else out):
-        if not target.parent.is_dir():
-            raise ValueError(f"no such folder for {target}: {target.parent}")
+    _check_outputs((args.out, "--out"), (args.plot, "--plot"))
     psd, n, what, extra = _psd_estimate(args, path)
     if args.color:
         curves = {f"eigen-channel {j}": psd[..., j] for j in range(psd.shape[-1])}
@@ -284,18 +430,15 @@ def cmd_psd(args) -> int:
         curves = {path.name: psd}
     fits = {k: fit_psd(v, args.fit, n=n - (not args.keep_mean)) if args.fit else None
             for k, v in curves.items()}
-    png = _psd_figure({k: (v, fits[k]) for k, v in curves.items()}) if args.plot else None
     buf = io.BytesIO()
     np.savez(buf, psd=psd, n=n, **extra)
-    atomic_write(out, buf.getvalue())
-    if png is not None:
-        try:
-            atomic_write(args.plot, png)
-        except OSError:
-            out.unlink()  # all or nothing
-            raise
+    outputs = [(args.out, buf.getvalue(), "--out")]
+    if args.plot:
+        outputs.append((args.plot, _psd_figure({k: (v, fits[k]) for k, v in curves.items()}),
+                        "--plot"))
+    write_outputs(outputs)
     print(f"psd: shape {psd.shape} from {n} {what} of {path}; mean {psd.mean():.5g} per mode; "
-          f"wrote {out}" + (f" and {args.plot}" if png else ""))
+          f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
     for label, fit in fits.items():
         if fit is not None:
             print(f"{label}: {fit.model}: " + ", ".join(
@@ -309,13 +452,12 @@ def cmd_psd(args) -> int:
 # -- design, compare, diagnose (schedule design) -----------------------------------------
 def _design_args(p):
     p.add_argument("--psd", default="powerlaw:2", help=PSD_HELP)
-    p.add_argument("--sampler", default="ddim", help="sampler name")
-    p.add_argument("--eta", type=float, help="DDIM eta")
-    p.add_argument("--option", action="append", metavar="NAME=VALUE", help="sampler option")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--divergence", default="w2", choices=["w2", "kl", "kl_reverse"])
+    _sampler_args(p)
+    p.add_argument("--steps", type=int, default=10, help="sampling steps")
+    p.add_argument("--divergence", default="w2", choices=tuple(DIVERGENCES),
+                   help="how output and data spectra are compared")
     p.add_argument("--plot", help="save a figure to this PNG")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _design_kwargs(args, smp) -> dict:
@@ -335,17 +477,6 @@ def _design_kwargs(args, smp) -> dict:
     return kw
 
 
-def _save_png(fig, path) -> None:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
-
-
 def _figure(ncols: int = 1):
     import matplotlib
 
@@ -356,26 +487,41 @@ def _figure(ncols: int = 1):
 
 
 def add_design(sub):
-    p = sub.add_parser("design", help="design the schedule whose output spectrum matches --psd")
+    p = sub.add_parser("design", help="design the schedule whose output spectrum matches --psd",
+                       description="Optimise the noise levels of a --steps schedule so that "
+                       "the sampler's output spectrum is closest to --psd, and save it as "
+                       "JSON.")
     _design_args(p)
     p.add_argument("--out", required=True, help="schedule JSON path")
-    p.add_argument("--space", choices=["vp", "ve"], help="units of --start/--end/--level-range")
+    p.add_argument("--space", choices=SPACES,
+                   help="units of --start/--end/--level-range (default: the sampler's)")
     p.add_argument("--start", type=float, help="fix the first (noisiest) level")
     p.add_argument("--end", type=float, help="fix the final level (default: clean)")
-    p.add_argument("--level-range", type=float, nargs=2, metavar=("MIN", "MAX"))
-    p.add_argument("--base", choices=["linear", "scaled_linear", "squaredcos_cap_v2"],
+    p.add_argument("--level-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="keep every level inside [MIN, MAX]")
+    p.add_argument("--base", choices=BETA_SCHEDULES,
                    help="keep the levels inside this 1000-step training schedule")
-    p.add_argument("--zero-terminal-snr", action="store_true")
+    p.add_argument("--zero-terminal-snr", action="store_true",
+                   help="start from pure noise (alpha-bar 0)")
 
 
 def cmd_design(args) -> int:
     from .design.optimise import design_schedule
     from .numeric.response import spectral_response
 
+    _check_outputs((args.out, "--out"), (args.plot, "--plot"))
     smp = _sampler(args)
     psd = parse_psd(args.psd)
     sched = design_schedule(smp, psd, args.steps, args.divergence, **_design_kwargs(args, smp))
-    atomic_write(args.out, sched.to_json())
+    outputs = [(args.out, sched.to_json(), "--out")]
+    if args.plot:
+        from .plotting import plot_spectra
+
+        fig, ax = _figure()
+        plot_spectra(psd, {f"designed, N={args.steps}": spectral_response(smp, sched, psd)},
+                     ax=ax[0, 0])
+        outputs.append((args.plot, _png_bytes(fig), "--plot"))
+    write_outputs(outputs)
     m = sched.meta
     levels = sched.alpha_bar if smp.space == "vp" else sched.sigmas
     if args.json:
@@ -388,41 +534,44 @@ def cmd_design(args) -> int:
         name = "alpha-bar" if smp.space == "vp" else "sigma"
         print(f"{name}: " + " ".join(f"{v:.6g}" for v in levels))
         print(f"schedule written to {args.out}")
-    if args.plot:
-        from .plotting import plot_spectra
-
-        fig, ax = _figure()
-        plot_spectra(psd, {f"designed, N={args.steps}": spectral_response(smp, sched, psd)},
-                     ax=ax[0, 0])
-        _save_png(fig, args.plot)
     return 0
 
 
 def add_compare(sub):
-    p = sub.add_parser("compare", help="score a designed schedule against heuristic ones")
+    p = sub.add_parser("compare", help="score a designed schedule against heuristic ones",
+                       description="Score a designed schedule (--schedule, or one designed "
+                       "now) against diffusers' and other heuristic schedules.")
     _design_args(p)
     p.add_argument("--schedule", help="designed schedule JSON (default: design one now)")
-    p.add_argument("--beta-schedule", default="linear",
-                   choices=["linear", "scaled_linear", "squaredcos_cap_v2"],
+    p.add_argument("--beta-schedule", default="linear", choices=BETA_SCHEDULES,
                    help="sigma range of the karras and exponential schedules")
 
 
 def cmd_compare(args) -> int:
     from .design.optimise import baseline_schedules, design_schedule, objective
     from .numeric.response import spectral_response
-    from .schedules import Schedule
 
+    _check_outputs((args.plot, "--plot"))
     smp = _sampler(args)
     psd = parse_psd(args.psd)
-    if args.schedule:
-        designed = Schedule.from_json(Path(args.schedule).read_text())
-    else:
-        designed = design_schedule(smp, psd, args.steps, args.divergence)
-    if designed.steps != args.steps:
+    designed = _read_schedule(args.schedule) if args.schedule else None
+    if designed is not None and designed.steps != args.steps:
         raise ValueError(f"--schedule has {designed.steps} steps, not --steps {args.steps}")
+    if designed is None:
+        designed = design_schedule(smp, psd, args.steps, args.divergence)
     cands = {"designed": designed, **baseline_schedules(smp, args.steps, args.beta_schedule)}
+    _check_eta(smp, cands)
     score = {k: objective(smp, s, psd, args.divergence) for k, s in cands.items()}
     order = sorted(score, key=score.get)
+    if args.plot:
+        from .plotting import plot_spectra
+
+        fig, ax = _figure(2)
+        shown = ["designed"] + [k for k in order if k != "designed"][:4]
+        plot_spectra(psd, {k: spectral_response(smp, cands[k], psd) for k in shown}, ax=ax[0, 0])
+        ax[0, 1].barh(order[::-1], [score[k] for k in order[::-1]])
+        ax[0, 1].set(xscale="log", xlabel=f"{args.divergence} objective", title="Scores")
+        write_outputs([(args.plot, _png_bytes(fig), "--plot")])
     if args.json:
         print(json.dumps({"sampler": smp.name, "options": dict(smp.options), "steps": args.steps,
                           "divergence": args.divergence, "objective": score}))
@@ -434,20 +583,13 @@ def cmd_compare(args) -> int:
         for k in order:
             print(f"{k:28} {score[k]:12.6g} {score[k] / score['designed']:8.3f} "
                   f"{'yes' if cands[k].chained else 'no':>8}")
-    if args.plot:
-        from .plotting import plot_spectra
-
-        fig, ax = _figure(2)
-        shown = ["designed"] + [k for k in order if k != "designed"][:4]
-        plot_spectra(psd, {k: spectral_response(smp, cands[k], psd) for k in shown}, ax=ax[0, 0])
-        ax[0, 1].barh(order[::-1], [score[k] for k in order[::-1]])
-        ax[0, 1].set(xscale="log", xlabel=f"{args.divergence} objective", title="Scores")
-        _save_png(fig, args.plot)
     return 0
 
 
 def add_diagnose(sub):
-    p = sub.add_parser("diagnose", help="split a schedule's spectral error into its sources")
+    p = sub.add_parser("diagnose", help="split a schedule's spectral error into its sources",
+                       description="Split the output-spectrum error of a sampler on a "
+                       "schedule into its sources, ring by ring, relative to the data.")
     _design_args(p)
     p.add_argument("--schedule", help="schedule JSON (default: --baseline)")
     p.add_argument("--baseline", default="linear/leading",
@@ -457,20 +599,26 @@ def add_diagnose(sub):
 def cmd_diagnose(args) -> int:
     from .design.diagnosis import PARTS, diagnose, plot_diagnosis
     from .design.optimise import baseline_schedules
-    from .schedules import Schedule
 
+    _check_outputs((args.plot, "--plot"))
     smp = _sampler(args)
     psd = parse_psd(args.psd)
     if args.schedule:
-        sched, label = Schedule.from_json(Path(args.schedule).read_text()), args.schedule
+        sched, label = _read_schedule(args.schedule), args.schedule
     else:
         base = baseline_schedules(smp, args.steps)
         if args.baseline not in base:
             raise ValueError(f"--baseline must be one of {', '.join(base)}, got "
                              f"{args.baseline!r}")
         sched, label = base[args.baseline], args.baseline
-    d = diagnose(smp, sched, psd)
+    _check_eta(smp, {label: sched})
+    with np.errstate(divide="ignore"):  # log(0) of a zero bin is -inf there, by design
+        d = diagnose(smp, sched, psd)
     f, rel = d.radial()
+    if args.plot:
+        fig, ax = _figure()
+        plot_diagnosis(d, ax[0, 0], f"{smp.name} on {label}")
+        write_outputs([(args.plot, _png_bytes(fig), "--plot")])
     if args.json:
         print(json.dumps({"sampler": smp.name, "schedule": label, "sums": d.sums(),
                           "frequency": f.tolist(), **{k: v.tolist() for k, v in rel.items()}}))
@@ -483,36 +631,74 @@ def cmd_diagnose(args) -> int:
             print(f"{fi:8.4f} " + " ".join(f"{rel[c][i]:14.5g}" for c in cols))
         sums = d.sums()
         print(f"{'sum/sum(psd)':>8} " + " ".join(f"{sums[c]:14.5g}" for c in cols))
-    if args.plot:
-        fig, ax = _figure()
-        plot_diagnosis(d, ax[0, 0], f"{smp.name} on {label}")
-        _save_png(fig, args.plot)
     return 0
 
 
-COMMANDS = ("derive", "response", "demo", "psd", "design", "compare", "diagnose")
+#: Every subcommand: name -> (declare its arguments, run it).
+COMMANDS = {
+    "derive": (add_derive, cmd_derive),
+    "response": (add_response, cmd_response),
+    "demo": (add_demo, cmd_demo),
+    "psd": (add_psd, cmd_psd),
+    "design": (add_design, cmd_design),
+    "compare": (add_compare, cmd_compare),
+    "diagnose": (add_diagnose, cmd_diagnose),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="symspec", description="Spectral analysis of diffusion samplers.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in COMMANDS:
-        globals()[f"add_{name}"](sub)
+    p = _Parser(prog="symspec", description="Spectral analysis of diffusion samplers.",
+                epilog=EPILOG, formatter_class=_Formatter)
+    p.add_argument("--version", action="version", version=f"symspec {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                           metavar="COMMAND", help="one of: " + ", ".join(COMMANDS))
+    real_add = sub.add_parser
+
+    def add_parser(name, **kw):  # every subcommand: defaults shown, the exit-status epilog
+        return real_add(name, formatter_class=_Formatter, epilog=EPILOG, **kw)
+
+    sub.add_parser = add_parser
+    for add, _ in COMMANDS.values():
+        add(sub)
     return p
+
+
+#: OSError numbers that mean the environment refused (not a bug): reported in one line.
+_ENV_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR,
+               errno.ENOSPC, errno.EROFS, errno.EIO, errno.EFBIG, errno.ENAMETOOLONG,
+               errno.ELOOP, errno.EMFILE, errno.ENFILE, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _error(message: str) -> int:
+    print(f"symspec: error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``symspec`` console script."""
-    args = build_parser().parse_args(argv)
     try:
-        return globals()[f"cmd_{args.command}"](args)
+        args = build_parser().parse_args(argv)
+        _, run = COMMANDS[args.command]
+        with warnings.catch_warnings(record=True) as caught:
+            code = run(args)
+        for text in dict.fromkeys(str(w.message).splitlines()[0] for w in caught):
+            print(f"symspec: warning: {text}", file=sys.stderr)  # after a success only
+        return code
     except BrokenPipeError:  # the reader stopped early (e.g. `| head`): not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (silence the exit-time flush)
         return 0
-    except (ValueError, TypeError, OSError, KeyError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"symspec: error: {msg}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("symspec: interrupted", file=sys.stderr)
+        return 130
+    except ValueError as exc:
+        return _error(str(exc))
+    except MemoryError:
+        return _error("out of memory")
+    except OSError as exc:
+        if exc.errno not in _ENV_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _error(f"{where}{exc.strerror or exc}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,15 +44,21 @@ def demo_table(psd: np.ndarray, steps=STEPS, betas=BETAS, spacing: str = "leadin
 
 
 def run_demo(out_png: str, as_json: bool = False) -> int:
-    """Print the tables (or JSON) and write the figure atomically to ``out_png``."""
+    """Print the tables (or JSON) and write the figure atomically to ``out_png``.
+
+    ``out_png`` is checked before anything is computed (a ``ValueError`` naming it).
+    """
     import io
+
+    from ._io import check_output, write_outputs
+
+    check_output(out_png, "--out")
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ._io import atomic_write
     from .plotting import plot_spectra, plot_transfer
 
     specs = spectra()
@@ -80,7 +86,7 @@ def run_demo(out_png: str, as_json: bool = False) -> int:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    atomic_write(out_png, buf.getvalue())
+    write_outputs([(out_png, buf.getvalue(), "--out")])
     if not as_json:
         print(f"\nfigure written to {out_png}")
     return 0

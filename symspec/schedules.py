@@ -15,11 +15,13 @@ DDIM with ``linspace`` spacing is not, and is represented exactly.
 
 from __future__ import annotations
 
+import copy
 import json
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ._checks import SPACES, check_space, number, real_array
 
 __all__ = ["Schedule", "training_alphas_cumprod", "inference_timesteps", "diffusers_schedule",
            "BETA_SCHEDULES", "SPACINGS"]
@@ -27,11 +29,22 @@ __all__ = ["Schedule", "training_alphas_cumprod", "inference_timesteps", "diffus
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 SPACINGS = ("leading", "trailing", "linspace")
 
+#: Largest sigma (and, as ``1 / (1 + SIGMA_MAX**2)``, smallest alpha-bar) a schedule takes:
+#: beyond it ``sigma**2`` and the conversions between VP and VE leave float64's range.
+SIGMA_MAX = 1e150
+_AB_MIN = 1 / (1 + SIGMA_MAX**2)
+
 
 def _vector(name: str, values, ndim: int = 1) -> np.ndarray:
+    """``values`` as a new (never shared) finite float64 array of ``ndim`` dimensions."""
     try:
-        a = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
+        a = real_array(values, name)
+    except ValueError as exc:  # complex, bool, strings, ragged lists...
+        msg = str(exc).replace("must be real numbers", "must be an array of real numbers")
+        if not msg.startswith(name):
+            msg = f"{name} must be an array of real numbers, got {values!r}"
+        raise ValueError(msg) from None
+    except TypeError:
         raise ValueError(f"{name} must be an array of real numbers, got {values!r}") from None
     if a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {a.shape}")
@@ -54,6 +67,11 @@ class Schedule:
     init_var : float, optional
         Variance of the initial latent in this space.  Default: 1 (VP), or
         ``sigma_max**2 + 1`` (VE; the VP unit-variance latent scaled to VE).
+    meta : dict, optional
+        Free-form JSON-able facts (copied).
+
+    The arrays are copied and read-only; the caller's arrays are never changed or shared.
+    Sigmas above :data:`SIGMA_MAX` (alpha-bars below ``1 / (1 + SIGMA_MAX**2)``) are refused.
     """
 
     start: np.ndarray
@@ -63,8 +81,9 @@ class Schedule:
     meta: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
-        if self.space not in ("vp", "ve"):
-            raise ValueError(f"space must be 'vp' or 've', got {self.space!r}")
+        check_space(self.space)
+        if not isinstance(self.meta, dict):
+            raise ValueError(f"meta must be a dict, got {type(self.meta).__name__}")
         s, e = _vector("start", self.start), _vector("end", self.end)
         if s.size < 1:
             raise ValueError("a schedule needs at least 1 step, got 0")
@@ -75,7 +94,10 @@ class Schedule:
                 if np.any(a <= 0) or np.any(a > 1):
                     raise ValueError(f"alpha-bar values ({nm}) must lie in (0, 1], got "
                                      f"{a[(a <= 0) | (a > 1)][:3]}")
-            if not 0 <= s[0] <= 1:  # 0 only where sampling starts: zero terminal SNR
+                if np.any(a < _AB_MIN):
+                    raise ValueError(f"alpha-bar values ({nm}) must be >= {_AB_MIN:.3g} (sigma "
+                                     f"<= {SIGMA_MAX:g}), got {a[a < _AB_MIN][:3]}")
+            if not (s[0] == 0 or _AB_MIN <= s[0] <= 1):  # 0 only at the start: zero terminal SNR
                 raise ValueError("alpha-bar values (start) must lie in (0, 1] (the first may be "
                                  f"0: zero terminal SNR), got {s[0]}")
             if np.any(e < s):
@@ -84,19 +106,22 @@ class Schedule:
         else:
             if np.any(s <= 0) or np.any(e < 0):
                 raise ValueError("sigma values must be > 0 (start) and >= 0 (end)")
+            if s.max() > SIGMA_MAX:
+                raise ValueError(f"sigma values must be <= {SIGMA_MAX:g} (their squares must stay "
+                                 f"finite in float64), got {s.max():g}")
             if np.any(e > s):
                 raise ValueError("sigma must not increase along a step (end <= start); "
                                  f"step {int(np.argmax(e > s))} does")
         iv = self.init_var
         if iv is None:
             iv = 1.0 if self.space == "vp" else float(s[0]) ** 2 + 1.0
-        if not (isinstance(iv, int | float) and math.isfinite(iv) and iv >= 0):
-            raise ValueError(f"init_var must be a finite number >= 0, got {iv!r}")
+        iv = number(iv, "init_var", low=0)
         s.setflags(write=False)
         e.setflags(write=False)
         object.__setattr__(self, "start", s)
         object.__setattr__(self, "end", e)
-        object.__setattr__(self, "init_var", float(iv))
+        object.__setattr__(self, "init_var", iv)
+        object.__setattr__(self, "meta", copy.deepcopy(self.meta))
 
     # -- constructors -----------------------------------------------------------------
     @classmethod
@@ -150,6 +175,7 @@ class Schedule:
 
     def to_space(self, space: str) -> Schedule:
         """The same noise levels in the other convention (``sigma^2 = (1 - ab)/ab``)."""
+        check_space(space)
         if space == self.space:
             return self
         if space == "ve":
@@ -157,13 +183,13 @@ class Schedule:
                 raise ValueError("a schedule starting at alpha-bar 0 (zero terminal SNR) has no "
                                  "VE form: its first sigma is infinite")
             f = lambda a: np.sqrt((1 - a) / a)  # noqa: E731
-            iv = self.init_var / self.start[0]
-        elif space == "vp":
-            f = lambda s: 1 / (1 + s * s)  # noqa: E731
-            iv = self.init_var / (1 + self.start[0] ** 2)
+            d = float(self.start[0])
         else:
-            raise ValueError(f"space must be 'vp' or 've', got {space!r}")
-        return Schedule(f(self.start), f(self.end), space, float(iv), self.meta)
+            f = lambda s: 1 / (1 + s * s)  # noqa: E731
+            d = 1 + float(self.start[0]) ** 2
+        with np.errstate(over="ignore"):  # an init_var out of range is refused by Schedule
+            iv = float(np.float64(self.init_var) / d)
+        return Schedule(f(self.start), f(self.end), space, iv, self.meta)  # meta is copied
 
     # -- I/O --------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -176,8 +202,22 @@ class Schedule:
         """Read a schedule written by :meth:`to_json`."""
         try:
             d = json.loads(text)
+        except RecursionError:
+            raise ValueError("not a symspec schedule: JSON nested too deeply") from None
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a symspec schedule: {exc}") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"not a symspec schedule: expected a JSON object, got "
+                             f"{type(d).__name__}")
+        missing = [k for k in ("start", "end", "space", "init_var") if k not in d]
+        if missing:
+            raise ValueError(f"not a symspec schedule: no {', '.join(map(repr, missing))}")
+        if d["space"] not in SPACES:
+            raise ValueError(f"not a symspec schedule: space must be 'vp' or 've', got "
+                             f"{d['space']!r}")
+        try:
             return cls(d["start"], d["end"], d["space"], d["init_var"], d.get("meta", {}))
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        except (TypeError, RecursionError) as exc:
             raise ValueError(f"not a symspec schedule: {exc}") from None
 
     def __repr__(self) -> str:

@@ -1,8 +1,11 @@
 """The ``symspec`` command line: derive, response, demo and its error contract."""
 
+import argparse
 import json
 import os
 import re
+import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,14 +108,14 @@ def _umask():
 
 
 @pytest.mark.parametrize("argv, pattern", [
-    (["derive", "nosuch"], "unknown sampler 'nosuch'"),
+    (["derive", "nosuch"], "invalid choice: 'nosuch'"),
     (["derive", "ddim", "--option", "eta:0.5"], "option must look like name="),
     (["derive", "ddim", "--option", "eta=__import__('os')"], "option must look like name="),
     (["derive", "ddim", "--option", "etta=1"], "has no option 'etta'"),
     (["derive", "ddpm", "--steps", "0"], "steps must be an int from 1 to 4"),
     (["response", "--steps", "0"], "num_inference_steps must be an int"),
     (["response", "--psd", "/nonexistent/psd.npy"], "no such file"),
-    (["response", "--psd", "powerlaw:x"], "no such file"),
+    (["response", "--psd", "powerlaw:x"], "bad model parameters.*ALPHA is not a number"),
     (["response", "--steps", "abc"], "invalid int value: 'abc'"),
     (["response", "--spacing", "karras"], "invalid choice: 'karras'"),
     (["nosuchcommand"], "invalid choice"),
@@ -131,7 +134,8 @@ def test_bad_psd_files(capsys, tmp_path):
     assert_one_line_error(*run(capsys, "response", "--psd", str(nokey))[::2], "no array named")
     junk = tmp_path / "junk.npy"
     junk.write_text("not an array\n" * 3)
-    assert_one_line_error(*run(capsys, "response", "--psd", str(junk))[::2], "cannot read")
+    assert_one_line_error(*run(capsys, "response", "--psd", str(junk))[::2],
+                          "junk.npy: not a NumPy .npy file")
 
 
 def test_unwritable_output_leaves_nothing(capsys, tmp_path):
@@ -179,3 +183,306 @@ def test_failed_write_keeps_the_old_file_and_no_partial_one(capsys, tmp_path, mo
     assert_one_line_error(code, err, "No space left on device")
     assert target.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+# -- all outputs or none, checked before the computation -----------------------------------
+def _no_computation(monkeypatch):
+    """Make every command's computation fail loudly: the output check must come first."""
+    import symspec.cli as cli
+    import symspec.demo as demo
+
+    def computed(*a, **k):
+        raise AssertionError("computed before checking the outputs")
+    monkeypatch.setattr(cli, "parse_psd", computed)
+    monkeypatch.setattr(cli, "_psd_estimate", computed)
+    monkeypatch.setattr(demo, "spectra", computed)
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["psd", "STACK", "--out", "DIR"], "--out"),
+    (["psd", "STACK", "--out", "OLD", "--plot", "DIR"], "--plot"),
+    (["design", "--out", "DIR"], "--out"),
+    (["design", "--out", "OLD", "--plot", "DIR"], "--plot"),
+    (["response", "--out", "DIR"], "--out"),
+    (["compare", "--plot", "DIR"], "--plot"),
+    (["diagnose", "--plot", "DIR"], "--plot"),
+    (["demo", "--out", "DIR"], "--out"),
+])
+def test_outputs_are_checked_before_computing(capsys, tmp_path, monkeypatch, argv, option):
+    (tmp_path / "dir.npz").mkdir()  # a folder, named like an output
+    old = tmp_path / "old.npz"
+    old.write_bytes(b"old")
+    np.save(tmp_path / "stack.npy", np.zeros((3, 4)))
+    _no_computation(monkeypatch)
+    names = {"DIR": tmp_path / "dir.npz", "OLD": old, "STACK": tmp_path / "stack.npy"}
+    code, _, err = run(capsys, *[str(names.get(a, a)) for a in argv])
+    assert_one_line_error(code, err, f"{option}: .*dir.npz is a folder, not a file")
+    assert old.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.npz", "old.npz", "stack.npy"]
+
+
+def test_psd_keeps_existing_out_when_the_plot_cannot_be_renamed(capsys, tmp_path,
+                                                                 monkeypatch):
+    """The second rename fails after the first succeeded: the first is put back."""
+    import symspec._io as io_mod
+
+    np.save(tmp_path / "s.npy", np.random.default_rng(0).standard_normal((6, 4, 4)))
+    out, png = tmp_path / "out.npz", tmp_path / "p.png"
+    out.write_bytes(b"old")
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if Path(dst) == png:
+            raise OSError(28, "No space left on device", str(src))
+        return real(src, dst)
+    monkeypatch.setattr(io_mod.os, "replace", replace)
+    code, _, err = run(capsys, "psd", str(tmp_path / "s.npy"), "--out", str(out), "--plot",
+                       str(png))
+    assert_one_line_error(code, err, r"--plot: cannot write .*p.png: No space left")
+    assert "symspec-tmp" not in err  # the target is named, never a temporary file
+    assert out.read_bytes() == b"old" and not png.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz", "s.npy"]
+
+
+def test_same_file_twice_is_refused(capsys, tmp_path):
+    np.save(tmp_path / "s.npy", np.zeros((3, 4)))
+    target = str(tmp_path / "o.npz")
+    code, _, err = run(capsys, "psd", str(tmp_path / "s.npy"), "--out", target, "--plot", target)
+    assert_one_line_error(code, err, "name the same file")
+
+
+# -- the output contract: links, FIFOs, modes ----------------------------------------------
+RESPONSE = ["response", "--psd", "white:4", "--steps", "2", "--out"]
+
+
+def test_out_through_a_symlink_writes_its_target(capsys, tmp_path):
+    target, link = tmp_path / "real.npy", tmp_path / "link.npy"
+    target.write_bytes(b"old")
+    link.symlink_to(target)
+    assert run(capsys, *RESPONSE, str(link))[0] == 0
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert np.load(target).shape == (4, 4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npy", "real.npy"]
+
+
+def test_out_to_a_fifo_is_written_directly(capsys, tmp_path):
+    import threading
+
+    fifo = tmp_path / "pipe.npy"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    try:
+        code, _, err = run(capsys, *RESPONSE, str(fifo))
+    finally:
+        if reader.is_alive():  # the command never opened it: unblock the reader
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+    assert code == 0, err
+    assert got and got[0][:6] == b"\x93NUMPY"
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still the FIFO, not replaced by a file
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe.npy"]
+
+
+def test_out_keeps_the_mode_and_hard_links(capsys, tmp_path):
+    private = tmp_path / "private.npy"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    assert run(capsys, *RESPONSE, str(private))[0] == 0
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and np.load(private).shape == (4, 4)
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    a.write_bytes(b"old")
+    os.link(a, b)
+    assert run(capsys, *RESPONSE, str(a))[0] == 0
+    assert os.path.samefile(a, b) and np.load(b).shape == (4, 4)
+
+
+def test_out_as_a_folder_is_one_line(capsys, tmp_path):
+    assert_one_line_error(*run(capsys, *RESPONSE, str(tmp_path))[::2], "is a folder, not a file")
+
+
+def test_out_with_a_255_byte_name(capsys, tmp_path):
+    target = tmp_path / ("x" * 251 + ".npy")
+    assert len(target.name.encode()) == 255
+    assert run(capsys, *RESPONSE, str(target))[0] == 0
+    assert np.load(target).shape == (4, 4) and list(tmp_path.iterdir()) == [target]
+
+
+# -- damaged input, extreme values, interrupts: one line ------------------------------------
+def _npz(d):
+    np.savez(d / "t.npz", psd=np.ones((4, 4)))
+    (d / "t.npz").write_bytes((d / "t.npz").read_bytes()[:60])
+
+
+def _big_npy(d):
+    text = "{'descr': '<f8', 'fortran_order': False, 'shape': (100000, 100000), }"
+    text += " " * (128 - 10 - len(text) - 1) + "\n"
+    (d / "big.npy").write_bytes(b"\x93NUMPY\x01\x00" + bytes([len(text), 0]) + text.encode())
+
+
+def _schedule(text):
+    return lambda d: (d / "s.json").write_text(text)
+
+
+@pytest.mark.parametrize("setup, argv, pattern", [
+    (_npz, ["response", "--psd", "t.npz"], r"--psd: t.npz: not a valid .npz file"),
+    (_big_npy, ["response", "--psd", "big.npy"], r"shape \(100000, 100000\).* limit"),
+    (lambda d: (d / "r.npy").write_bytes(np.random.default_rng(2).bytes(200)),
+     ["response", "--psd", "r.npy"], "r.npy: not a NumPy .npy file"),
+    (lambda d: np.savez(d / "k.npz", other=np.ones(4)), ["response", "--psd", "k.npz"],
+     r"^symspec: error: --psd: k.npz: has no array named 'psd'"),
+    (None, ["response", "--psd", "powerlaw:2:100000"], "SIZE 100000 is out of range"),
+    (None, ["response", "--psd", "white:-3"], "bad model parameters in 'white:-3'"),
+    (None, ["response", "--psd", "powerlaw:1e3"], "bad model parameters.*ALPHA 1000"),
+    (None, ["response", "--psd", "powerlaw"], "bad model parameters.*ALPHA is missing"),
+    (_schedule("[" * 100_000 + "]" * 100_000), ["compare", "--schedule", "s.json", "--steps",
+                                                "1"], "nested too deeply"),
+    (_schedule('{"space": "ve", "start": [1e200, 1], "end": [1, 0], "init_var": null}'),
+     ["compare", "--schedule", "s.json", "--steps", "2"], r"sigma values must be <= 1e\+150"),
+    (lambda d: (d / "s.json").write_bytes(b"\xff\xfe\x00"),
+     ["diagnose", "--schedule", "s.json"], "s.json is not text"),
+    (None, ["diagnose", "--schedule", "missing.json"], "cannot read missing.json"),
+    (lambda d: np.save(d / "c.npy", np.ones((4, 4), complex)), ["response", "--psd", "c.npy"],
+     "c.npy: expected real numbers, found dtype complex128"),
+])
+def test_damaged_input_is_one_line(capsys, tmp_path, monkeypatch, setup, argv, pattern):
+    monkeypatch.chdir(tmp_path)
+    if setup:
+        setup(tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, pattern)
+    assert "pickle" not in err and err.count("--psd") <= 1 and "cannot read" not in err[30:] \
+        or "missing.json" in err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
+    import symspec.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setitem(cli.COMMANDS, "derive", (cli.add_derive, interrupted))
+    code, out, err = run(capsys, "derive", "ddim")
+    assert code == 130 and err == "symspec: interrupted\n" and out == ""
+    assert "130 when interrupted" in " ".join(cli.build_parser().format_help().split())
+
+
+@pytest.mark.parametrize("exc", [KeyError("k"), TypeError("bug"), AttributeError("bug")])
+def test_program_bugs_are_not_reported_as_bad_input(capsys, monkeypatch, exc):
+    import symspec.cli as cli
+
+    def buggy(args):
+        raise exc
+    monkeypatch.setitem(cli.COMMANDS, "derive", (cli.add_derive, buggy))
+    with pytest.raises(type(exc)):
+        cli.main(["derive", "ddim"])
+
+
+def test_diagnose_with_zero_bins_prints_no_warning(capsys, tmp_path):
+    psd = np.full((8, 8), 0.25)
+    psd[0, 3] = psd[0, 5] = 0.0  # a ring keeps some power: the diagnosis is defined
+    np.save(tmp_path / "z.npy", psd)
+    code, out, err = run(capsys, "diagnose", "--psd", str(tmp_path / "z.npy"), "--steps", "2")
+    assert code == 0 and err == "" and "total" in out
+
+
+# -- sampler options are checked where they are set ------------------------------------------
+@pytest.mark.parametrize("argv, pattern", [
+    (["response", "--sampler", "ddpm", "--option", "variance=bogus", "--steps", "1"],
+     "variance must be one of 'fixed_small', 'fixed_large', got 'bogus'"),
+    (["derive", "ddim", "--eta", "inf"], "eta must be a finite number >= 0, got inf"),
+    (["derive", "ddim", "--eta", "nan"], "eta must be a finite number >= 0"),
+    (["derive", "ddim", "--eta", "-0.5"], "eta must be a finite number >= 0, got -0.5"),
+    (["derive", "ddim", "--option", "eta=x"], "eta must be a real number"),
+    (["response", "--eta", "1.5", "--steps", "4"], r"--eta 1.5 is too large for step 3 .*"
+                                                   r"DDIM needs eta <= 1 there"),
+    (["derive", "lms", "--option", "order=5"], "order must be 1, 2, 3 or 4, got 5"),
+    (["derive", "lms", "--option", "order=true"], "order must be 1, 2, 3 or 4, got True"),
+    (["derive", "dpmpp", "--option", "sde=true", "--option", "solver_order=3"],
+     "solver_order must be 1, 2 or 3 \\(1 or 2 with sde=True\\), got 3"),
+    (["derive", "unipc", "--option", "solver_type=bh3"], "solver_type 'bh1' or 'bh2'"),
+    (["derive", "ve_reverse_diffusion", "--option", "last_noise=1"], "last_noise must be true"),
+])
+def test_bad_sampler_options_are_refused(capsys, argv, pattern):
+    assert_one_line_error(*run(capsys, *argv)[::2], pattern)
+
+
+def test_sampler_checks_in_the_library():
+    import symspec
+
+    with pytest.raises(ValueError, match="variance must be one of"):
+        symspec.DDPM(variance="bogus")
+    with pytest.raises(ValueError, match="eta must be a finite number >= 0"):
+        symspec.DDIM(eta=float("inf"))
+    assert symspec.DDIM(eta=np.float32(0.5)).opts == {"eta": np.float32(0.5)}
+    schedule = symspec.Schedule.from_alpha_bar([0.1, 0.5, 1.0])
+    with pytest.raises(ValueError, match="eta=1.5 is too large for the DDIM step"):
+        symspec.sample(symspec.DDIM(eta=1.5), schedule, np.ones(4), n=4)
+
+
+# -- hygiene: one command table, choices from the library, help, version -----------------------
+def test_commands_table_and_choices_come_from_the_library():
+    import symspec
+    import symspec.cli as cli
+    from symspec._checks import SPACES
+    from symspec.design import DIVERGENCES
+    from symspec.schedules import BETA_SCHEDULES, SPACINGS
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(cli.COMMANDS)
+    want = {"--space": SPACES, "--divergence": tuple(DIVERGENCES), "--spacing": SPACINGS,
+            "--beta-schedule": BETA_SCHEDULES, "--base": BETA_SCHEDULES,
+            "--sampler": tuple(sorted(symspec.SAMPLERS)),
+            "sampler": tuple(sorted(symspec.SAMPLERS))}
+    seen = set()
+    for name, p in sub.choices.items():
+        assert p.description, name
+        assert issubclass(p.formatter_class, argparse.ArgumentDefaultsHelpFormatter)
+        for a in p._actions:
+            if isinstance(a, argparse._HelpAction):
+                continue
+            assert a.help, (name, a.dest)
+            key = a.option_strings[0] if a.option_strings else a.dest
+            if key in want:
+                assert tuple(a.choices) == tuple(want[key]), (name, key)
+                seen.add(key)
+    assert seen == set(want)
+    assert "(default: ddim)" in sub.choices["response"].format_help()
+
+
+def test_version(capsys):
+    import symspec
+
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"symspec {symspec.__version__}"
+
+
+def test_prev_rule_is_stride_only_for_ddim():
+    import symspec
+    from symspec.cli import prev_rule
+    from symspec.symbolic.engine import sampler
+
+    @sampler(space="vp", name="ddim")
+    def impostor(c, x):
+        return x
+
+    assert prev_rule(symspec.DDIM) == prev_rule(symspec.DDIM(eta=0.5)) == "stride"
+    assert {prev_rule(s) for n, s in symspec.SAMPLERS.items() if n != "ddim"} == {"chained"}
+    assert prev_rule(impostor) == "chained"  # by the step function, never the name
+
+
+def test_response_of_euler_on_linspace_is_chained(capsys):
+    import symspec
+    from symspec.schedules import diffusers_schedule, inference_timesteps
+    from symspec.spectra import radial_profile
+
+    code, out, _ = run(capsys, "response", "--sampler", "euler", "--psd", "white:4", "--steps",
+                       "7", "--spacing", "linspace", "--json")
+    assert code == 0
+    ab = training_alphas_cumprod(1000)
+    sched = diffusers_schedule(ab, inference_timesteps(7, 1000, "linspace"), "chained")
+    want = radial_profile(symspec.spectral_response(symspec.EULER, sched,
+                                                    np.full((4, 4), 0.25)).output_psd)[1]
+    np.testing.assert_allclose(json.loads(out)["output_psd"], want, rtol=1e-12)

@@ -159,7 +159,7 @@ def test_bad_stacks(tmp_path):
     with pytest.raises(ValueError, match=r"two.npz: expected an array named 'samples'"):
         R.load_stack(tmp_path / "two.npz")
     (tmp_path / "junk.npy").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="junk.npy: cannot read"):
+    with pytest.raises(ValueError, match="junk.npy: not a NumPy .npy file"):
         R.load_stack(tmp_path / "junk.npy")
     np.save(tmp_path / "c.npy", np.zeros((3, 4), complex))
     with pytest.raises(ValueError, match="c.npy: expected real numbers"):
@@ -217,7 +217,7 @@ def test_cli_psd_wav_and_stack(tmp_path):
     (lambda d: np.save(d / "s.npy", np.zeros((3, 4))), ["s.npy", "--out", "x.npy"],
      "--out must end in .npz"),
     (lambda d: np.save(d / "s.npy", np.zeros((3, 4))), ["s.npy", "--plot", "no/p.png"],
-     "no such folder"),
+     "--plot: the folder of no/p.png does not exist"),
     (lambda d: (d / "a.txt").write_text("1"), ["a.txt"], "a.txt: expected a folder"),
     (lambda d: wavfile.write(d / "a.wav", 8000, np.zeros(10, np.int16)), ["a.wav"],
      "--size .* is required"),
@@ -232,3 +232,136 @@ def test_cli_psd_errors(tmp_path, capsys, monkeypatch, setup, args, match):
     assert err.count("\n") == 1 and err.startswith("symspec: error:")
     assert re.search(match, err), err
     assert not any(p.name.startswith(("out", ".out", "x.npy")) for p in tmp_path.iterdir())
+
+
+# -- damaged files: one ValueError naming the file, nothing allocated from a lying header ---
+def _npy_header_only(path, shape, descr="<f8"):
+    """A 128-byte .npy file whose header declares ``shape`` and that holds no data."""
+    d = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"
+    d += " " * (128 - 10 - len(d) - 1) + "\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(d).to_bytes(2, "little") + d.encode())
+
+
+def test_truncated_npz_is_refused_naming_it(tmp_path):
+    np.savez(tmp_path / "t.npz", samples=np.zeros((4, 8)))
+    data = (tmp_path / "t.npz").read_bytes()
+    (tmp_path / "t.npz").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=r"t.npz: not a valid .npz file"):
+        R.load_stack(tmp_path / "t.npz")
+    with pytest.raises(ValueError, match=r"t.npz: not a valid .npz file"):
+        R.load_array(tmp_path / "t.npz", "psd")
+
+
+def test_lying_npy_header_is_refused_before_allocating(tmp_path, monkeypatch):
+    _npy_header_only(tmp_path / "big.npy", (100000, 100000))
+    assert (tmp_path / "big.npy").stat().st_size == 128
+
+    def no_read(*a, **k):
+        raise AssertionError("the data was read")
+    monkeypatch.setattr(np, "fromfile", no_read)
+    with pytest.raises(ValueError, match=r"big.npy: truncated: its header declares shape "
+                                         r"\(100000, 100000\)"):
+        R.load_array(tmp_path / "big.npy")
+    with pytest.raises(ValueError, match=r"more than the limit of 100"):
+        R.load_array(tmp_path / "big.npy", max_values=100)
+    _npy_header_only(tmp_path / "obj.npy", (3,), "|O")
+    with pytest.raises(ValueError, match="obj.npy: expected real numbers, found dtype object"):
+        R.load_array(tmp_path / "obj.npy")
+
+
+def test_random_bytes_npy_gives_no_pickle_advice(tmp_path):
+    (tmp_path / "r.npy").write_bytes(np.random.default_rng(1).bytes(300))
+    with pytest.raises(ValueError, match="r.npy: not a NumPy .npy file") as info:
+        R.load_stack(tmp_path / "r.npy")
+    assert "pickle" not in str(info.value)
+
+
+def test_wav_cut_in_header_or_data_is_refused(tmp_path):
+    wavfile.write(tmp_path / "a.wav", 8000, np.zeros(1000, np.int16))
+    data = (tmp_path / "a.wav").read_bytes()
+    (tmp_path / "h.wav").write_bytes(data[:20])  # inside the fmt chunk: struct.error
+    (tmp_path / "d.wav").write_bytes(data[:500])  # inside the data: scipy only warns
+    with pytest.raises(ValueError, match="h.wav: cannot read WAV"):
+        R.read_wav(tmp_path / "h.wav")
+    with pytest.raises(ValueError, match="d.wav: cannot read WAV .*EOF"):
+        R.read_wav(tmp_path / "d.wav")
+
+
+def test_oversized_samples_are_refused(tmp_path):
+    _npy_header_only(tmp_path / "wide.npy", (2, R.MAX_SAMPLE_VALUES + 1), "|u1")
+    with open(tmp_path / "wide.npy", "r+b") as f:  # make the file really hold the data
+        f.truncate(128 + 2 * (R.MAX_SAMPLE_VALUES + 1))
+    with pytest.raises(ValueError, match="wide.npy: samples of shape .* larger than the limit"):
+        R.load_stack(tmp_path / "wide.npy", mmap=True)
+
+
+# -- samples far from 1: scaled, not overflowed or flushed to zero ------------------------
+@pytest.mark.parametrize("scale", [1e150, 1e-150, 1e-100, 1e120])
+def test_estimates_are_scale_safe(scale):
+    x = RNG.standard_normal((40, 8, 8))
+    want = S.estimate_psd(x)
+    np.testing.assert_allclose(S.estimate_psd(x * scale) / scale**2, want, rtol=1e-12)
+    xc = RNG.standard_normal((40, 8, 3))
+    np.testing.assert_allclose(S.channel_psd(xc * scale) / scale**2, S.channel_psd(xc),
+                               rtol=1e-10, atol=1e-12 * S.channel_psd(xc).max())
+    flat = x.reshape(40, -1)
+    np.testing.assert_allclose(S.pca_spectrum(flat * scale)[:10] / scale**2,
+                               S.pca_spectrum(flat)[:10], rtol=1e-10)
+
+
+def test_batches_of_different_scales_merge_exactly():
+    x = RNG.standard_normal((60, 16))
+    x[30:] *= 1e6  # the second batch raises the scale: the first batch's sums are rescaled
+    acc = S.SpectrumAccumulator(1)
+    acc.update(x[:30] * 1e140)
+    acc.update(x[30:] * 1e140)
+    np.testing.assert_allclose(acc.psd() / 1e280, S.estimate_psd(x), rtol=1e-10)
+
+
+@pytest.mark.parametrize("scale, pattern", [(1e160, "beyond float64's range"),
+                                            (1e-170, "below float64's normal range")])
+def test_spectra_outside_float64_are_refused(scale, pattern):
+    x = RNG.standard_normal((5, 8, 8)) * scale
+    with pytest.raises(ValueError, match=pattern):
+        S.estimate_psd(x)
+    with pytest.raises(ValueError, match=pattern):
+        S.pca_spectrum(x.reshape(5, -1))
+
+
+def test_complex_samples_are_refused():
+    with pytest.raises(ValueError, match="must be real numbers, got complex"):
+        S.estimate_psd(np.ones((3, 4), complex))
+    with pytest.raises(ValueError, match="must be real numbers, got complex"):
+        S.channel_psd(np.ones((3, 4, 2), complex))
+
+
+@pytest.mark.parametrize(("setup", "args", "match"), [
+    (lambda d: np.save(d / "h.npy", RNG.standard_normal((5, 8, 8)) * 1e160), ["h.npy"],
+     "beyond float64's range"),
+    (lambda d: np.save(d / "t.npy", RNG.standard_normal((5, 8, 8)) * 1e-170), ["t.npy"],
+     "below float64's normal range"),
+    (lambda d: (np.savez(d / "z.npz", samples=np.zeros((4, 8))),
+                (d / "z.npz").write_bytes((d / "z.npz").read_bytes()[:100])), ["z.npz"],
+     r"z.npz: not a valid .npz file"),
+    (lambda d: _npy_header_only(d / "big.npy", (100000, 100000)), ["big.npy"],
+     r"big.npy: truncated"),
+    (lambda d: (d / "r.npy").write_bytes(b"\x00" * 300), ["r.npy"], "not a NumPy .npy file"),
+    (lambda d: (wavfile.write(d / "a.wav", 8000, np.zeros(1000, np.int16)),
+                (d / "a.wav").write_bytes((d / "a.wav").read_bytes()[:20])),
+     ["a.wav", "--size", "8"], "a.wav: cannot read WAV"),
+    (lambda d: (wavfile.write(d / "a.wav", 8000, np.zeros(1000, np.int16)),
+                (d / "a.wav").write_bytes((d / "a.wav").read_bytes()[:500])),
+     ["a.wav", "--size", "8"], "a.wav: cannot read WAV .*EOF"),
+    (lambda d: write_pngs(d / "imgs", [np.full((8, 8), 100 + 20 * i, np.uint8)
+                                       for i in range(3)]),
+     ["imgs", "--fit", "powerlaw"], "fit has no finite optimum"),
+])
+def test_cli_psd_damaged_or_extreme_input(tmp_path, capsys, monkeypatch, setup, args, match):
+    """One line (no warnings before it, no advice from numpy), exit 2, no output."""
+    monkeypatch.chdir(tmp_path)
+    setup(tmp_path)
+    assert main(["psd", *args, "--out", "out.npz"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("symspec: error:"), err
+    assert re.search(match, err) and "pickle" not in err, err
+    assert not (tmp_path / "out.npz").exists()

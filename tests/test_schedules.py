@@ -229,3 +229,55 @@ def test_json_round_trip_is_exact():
 def test_from_json_errors(text):
     with pytest.raises(ValueError):
         Schedule.from_json(text)
+
+
+# -- inputs are copied and checked -------------------------------------------------------
+def test_schedule_copies_its_inputs():
+    b = np.array([0.1, 0.5, 1.0])
+    s = Schedule.from_alpha_bar(b)
+    b[1] = 0.9
+    assert s.alpha_bar.tolist() == [0.1, 0.5, 1.0]
+    start, end = np.array([0.1, 0.5]), np.array([0.5, 1.0])
+    s = Schedule(start, end)
+    assert start.flags.writeable and end.flags.writeable  # the caller's arrays stay writable
+    start[0] = 0.2
+    assert s.start[0] == 0.1
+    meta = {"note": [1, 2]}
+    s = Schedule([0.1], [1.0], meta=meta)
+    meta["note"].append(3)
+    assert s.meta == {"note": [1, 2]}
+
+
+def test_to_space_does_not_share_meta():
+    s = Schedule.from_alpha_bar([0.1, 0.5, 1.0])
+    s.meta["origin"] = "test"
+    v = s.to_space("ve")
+    v.meta["origin"] = "changed"
+    assert s.meta == {"origin": "test"} and v.meta is not s.meta
+
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda: Schedule.from_sigmas([1e200, 1.0, 0.0]), r"sigma values must be <= 1e\+150"),
+    (lambda: Schedule.from_alpha_bar([1e-320, 0.5, 1.0]), r"alpha-bar values \(start\)"),
+    (lambda: Schedule([0.5], [1e-320]), r"alpha-bar values \(end\) must be >="),
+    (lambda: Schedule.from_alpha_bar([0.1 + 0j, 1.0]), "must be an array of real numbers, got "
+                                                       "a complex array"),
+    (lambda: Schedule([0.1], [1.0 + 1j]), "end must be an array of real numbers"),
+    (lambda: Schedule.from_alpha_bar([True, True]), "boolean"),
+    (lambda: Schedule.from_json('{"space": "ve", "start": [1e200], "end": [0], '
+                                '"init_var": null}'), "sigma values must be <="),
+    (lambda: Schedule.from_json("[" * 100_000 + "]" * 100_000), "nested too deeply"),
+    (lambda: Schedule.from_json('{"space": "vp", "start": [0.1], "end": [1], "init_var": true}'),
+     "init_var must be a real number"),
+])
+def test_schedule_refuses_out_of_range_and_non_real(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()
+
+
+def test_init_var_takes_numbers_not_bools():
+    with pytest.raises(TypeError, match="init_var must be a real number, got True"):
+        Schedule.from_alpha_bar([0.1, 1.0], init_var=True)
+    for v in (np.float32(2.0), np.int64(2), 2):
+        s = Schedule.from_alpha_bar([0.1, 1.0], init_var=v)
+        assert s.init_var == 2.0 and type(s.init_var) is float

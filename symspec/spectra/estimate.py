@@ -197,8 +197,9 @@ class SpectrumAccumulator:
         """
         c = self._scaled(remove_mean)
         if np.iscomplexobj(c):
-            return _unscale(c.real, 2 * self.exponent) + 1j * _unscale(
-                c.imag, 2 * self.exponent, np.abs(c).max())
+            top = float(np.abs(c).max())
+            return _unscale(c.real, 2 * self.exponent, top) + 1j * _unscale(
+                c.imag, 2 * self.exponent, top)
         return _unscale(c, 2 * self.exponent)
 
     def psd(self, remove_mean: bool = True) -> np.ndarray:
@@ -223,18 +224,23 @@ def _unscale(values: np.ndarray, exponent: int, top: float | None = None) -> np.
     """
     with np.errstate(over="ignore", under="ignore"):
         out = np.ldexp(values, exponent)
-    if not np.all(np.isfinite(out)):
-        big = math.ldexp(float(np.abs(values).max()), exponent) if exponent < 2000 else math.inf
-        raise ValueError("the spectrum of these samples is beyond float64's range (variances "
-                         f"up to {big:.3g}, the largest is 1.8e308); divide the data by a "
-                         "constant first")
     top = float(np.abs(values).max()) if top is None else top
+    if not np.all(np.isfinite(out)):
+        raise ValueError("the spectrum of these samples is beyond float64's range (variances "
+                         f"up to about 1e{_log10(top, exponent):.0f}, the largest float is "
+                         "1.8e308); divide the data by a constant first")
     lost = (np.abs(values) > top * 2.0**-52) & (np.abs(out) < np.finfo(np.float64).tiny)
     if np.any(lost):
+        low = float(np.abs(values[lost]).min())
         raise ValueError("the spectrum of these samples is below float64's normal range "
-                         f"(variances down to {np.abs(values[lost]).min():.3g} * 2**{exponent}, "
-                         "the smallest is 2.2e-308); multiply the data by a constant first")
+                         f"(variances down to about 1e{_log10(low, exponent):.0f}, the smallest "
+                         "normal float is 2.2e-308); multiply the data by a constant first")
     return out
+
+
+def _log10(value: float, exponent: int) -> float:
+    """``log10(value * 2**exponent)`` without forming the product."""
+    return math.log10(value) + exponent * math.log10(2)
 
 
 def _full_grid(half: np.ndarray, ndim: int, n_last: int) -> np.ndarray:
@@ -375,12 +381,15 @@ def pca_spectrum(samples, *, remove_mean: bool = True) -> np.ndarray:
     x = _as_samples(x.reshape(len(x), -1), 1, "samples")
     if len(x) < 2:
         raise ValueError(f"at least 2 samples are needed for a spectrum estimate, got {len(x)}")
+    top = float(np.abs(x).max())
+    e = math.frexp(top)[1] if top > 0 else 0
+    x = np.ldexp(x, -e)  # exactly scaled to below 1: no overflow or underflow when squared
     if remove_mean:
         x = x - x.mean(axis=0)
     s = np.linalg.svd(x, compute_uv=False)
     lam = np.zeros(x.shape[1])
     lam[:len(s)] = s * s / (len(x) - 1 if remove_mean else len(x))
-    return lam
+    return _unscale(lam, 2 * e) if lam.any() else lam
 
 
 def welch_segments(signal, segment: int, overlap: float = 0.5) -> np.ndarray:
@@ -619,12 +628,15 @@ def fit_psd(psd, model: str = "powerlaw", *, n: float, floor: bool = False,
 
     res = minimize(objective, np.array(t0, dtype=float), jac=True, method="BFGS",
                    options={"gtol": 1e-10, "maxiter": 2000})
-    s, jac = _spectrum(model, floor, f, res.x)
-    g = jac / s
-    fisher = (n / 2) * (g @ g.T)
-    grad = (n / 2) * ((1 - p / s) * g).sum(axis=1)
-    cov_t = np.linalg.pinv(fisher)
-    if grad @ cov_t @ grad > 1e-6 or np.linalg.cond(fisher) > 1e12:
+    with np.errstate(all="ignore"):  # a degenerate optimum (S = 0 somewhere) is refused below
+        s, jac = _spectrum(model, floor, f, res.x)
+        g = jac / s
+        fisher = (n / 2) * (g @ g.T)
+        grad = (n / 2) * ((1 - p / s) * g).sum(axis=1)
+    finite = bool(np.all(np.isfinite(fisher)) and np.all(np.isfinite(grad)))
+    cov_t = np.linalg.pinv(fisher) if finite else None
+    if not finite or grad @ cov_t @ grad > 1e-6 or np.linalg.cond(fisher) > 1e12:
+        g = np.nan_to_num(g, nan=np.inf)
         name = names[int(np.argmin(np.abs(g).sum(axis=1)))]  # the one S stops depending on
         raise ValueError(f"the {model!r} fit has no finite optimum: {name} runs to the edge of "
                          "its range; change frange, floor or the model")

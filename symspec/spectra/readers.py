@@ -8,8 +8,14 @@ is never in memory as a whole.  Every error is a ``ValueError`` naming the file.
 
 from __future__ import annotations
 
+import math
+import os
+import struct
 import sys
 import time
+import warnings
+import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,12 +23,108 @@ import numpy as np
 
 from .estimate import SpectrumAccumulator
 
-__all__ = ["IMAGE_SUFFIXES", "load_stack", "read_wav", "image_files", "read_image",
-           "cut_image", "stack_spectrum", "folder_spectrum"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_SAMPLE_VALUES", "load_array", "load_stack", "read_wav",
+           "image_files", "read_image", "cut_image", "stack_spectrum", "folder_spectrum"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _CHUNK = 256  # samples per batch when streaming a stack
 _GROUP = 1 << 20  # values per update when streaming images (8 MB of float64)
+#: Largest sample (values per signal or image) a spectrum is estimated for: 4096 x 4096.
+MAX_SAMPLE_VALUES = 1 << 24
+#: Errors of reading a damaged ``.npy``/``.npz`` file (numpy and zipfile let these through).
+_READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, struct.error,
+                KeyError, UnicodeDecodeError, SyntaxError)
+
+
+def _available_memory() -> int | None:
+    """Bytes of free physical memory, or ``None`` where the system does not say."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _npy_header(f, path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header of a ``.npy`` stream (the data is not read)."""
+    from numpy.lib import format as npf
+
+    try:
+        version = npf.read_magic(f)
+    except ValueError:
+        raise ValueError(f"{path}: not a NumPy .npy file (no .npy header)") from None
+    read = npf.read_array_header_1_0 if version == (1, 0) else npf.read_array_header_2_0
+    shape, _, dtype = read(f)
+    return tuple(shape), dtype
+
+
+def _check_declared(path, shape, dtype, stored: int, max_values: int | None,
+                    what: str) -> None:
+    """Refuse, before anything is allocated, an array that is not real, larger than
+    ``max_values``, than the bytes ``stored`` in the file, or than the free memory."""
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise ValueError(f"{path}: expected real numbers, found dtype {dtype}")
+    size = math.prod(shape)
+    nbytes = size * dtype.itemsize
+    if max_values is not None and size > max_values:
+        raise ValueError(f"{path}: {what} has shape {shape} ({size} values), more than the "
+                         f"limit of {max_values}")
+    if nbytes > stored:
+        raise ValueError(f"{path}: truncated: its header declares shape {shape} of {dtype} "
+                         f"({nbytes} bytes) but the file holds {stored} bytes of data")
+    free = _available_memory()
+    if free is not None and nbytes > free:
+        raise ValueError(f"{path}: {what} of shape {shape} needs {nbytes / 2**30:.3g} GiB, "
+                         f"more than the {free / 2**30:.3g} GiB of free memory")
+
+
+def load_array(path: str | Path, key: str | None = None, *, mmap: bool = False,
+               max_values: int | None = None, what: str = "the array") -> np.ndarray:
+    """One real array from a ``.npy`` file, or from a ``.npz`` file (``key``, or its only one).
+
+    The header is read and checked first: the dtype must be real (never pickled objects),
+    the declared size must be at most ``max_values``, held by the file, and fit in free
+    memory, so a damaged or hostile header cannot allocate anything.  With ``mmap`` a
+    ``.npy`` file is memory-mapped, not read.  Every error is a ``ValueError`` naming the
+    file.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npz"); np.savez(path, psd=np.ones(3))
+    >>> load_array(path, "psd").tolist()
+    [1.0, 1.0, 1.0]
+    """
+    from numpy.lib import format as npf
+
+    path = Path(path)
+    try:
+        if path.suffix == ".npz":
+            with zipfile.ZipFile(path) as zf:
+                names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
+                if key is None and len(names) != 1:
+                    raise ValueError(f"{path}: expected a single array, found {names}")
+                key = names[0] if key is None else key
+                if key not in names:
+                    raise ValueError(f"{path}: has no array named {key!r} (it has {names})")
+                info = zf.getinfo(key + ".npy")
+                with zf.open(info) as f:
+                    shape, dtype = _npy_header(f, path)
+                    _check_declared(path, shape, dtype, info.file_size - f.tell(), max_values,
+                                    what)
+                with zf.open(info) as f:
+                    return npf.read_array(f, allow_pickle=False)
+        with open(path, "rb") as f:
+            shape, dtype = _npy_header(f, path)
+            _check_declared(path, shape, dtype, os.fstat(f.fileno()).st_size - f.tell(),
+                            max_values, what)
+        if mmap:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.load(path, allow_pickle=False)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{path}: not a valid .npz file (a damaged or truncated zip: "
+                         f"{exc})") from None
+    except _READ_ERRORS as exc:
+        msg = str(exc) if str(exc).startswith(str(path)) else \
+            f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+        raise ValueError(msg) from None
 
 
 def load_stack(path: str | Path, *, mmap: bool = False) -> np.ndarray:
@@ -39,24 +141,27 @@ def load_stack(path: str | Path, *, mmap: bool = False) -> np.ndarray:
     path = Path(path)
     if path.suffix not in (".npy", ".npz"):
         raise ValueError(f"{path}: expected a .npy or .npz file")
-    try:
-        if path.suffix == ".npy":
-            x = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        else:
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.keys())
-                if "samples" not in keys and len(keys) != 1:
-                    raise ValueError(f"{path}: expected an array named 'samples' or a single "
-                                     f"array, found {keys}")
-                x = z["samples" if "samples" in keys else keys[0]]
-    except (OSError, EOFError, ValueError) as exc:
-        msg = str(exc) if str(exc).startswith(str(path)) else f"{path}: cannot read ({exc})"
-        raise ValueError(msg) from None
+    key = None
+    if path.suffix == ".npz":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                keys = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ValueError(f"{path}: not a valid .npz file (a damaged or truncated zip: "
+                             f"{exc})") from None
+        if "samples" not in keys and len(keys) != 1:
+            raise ValueError(f"{path}: expected an array named 'samples' or a single "
+                             f"array, found {keys}")
+        key = "samples" if "samples" in keys else keys[0]
+    x = load_array(path, key, mmap=mmap, what="the stack")
     if x.dtype.kind not in "biuf":
         raise ValueError(f"{path}: expected real numbers, found dtype {x.dtype}")
     if x.ndim < 2 or len(x) < 2:
         raise ValueError(f"{path}: expected a stack of at least 2 samples (samples first), "
                          f"found shape {x.shape}")
+    if math.prod(x.shape[1:]) > MAX_SAMPLE_VALUES:
+        raise ValueError(f"{path}: samples of shape {x.shape[1:]} are larger than the limit "
+                         f"of {MAX_SAMPLE_VALUES} values each")
     return x
 
 
@@ -64,14 +169,19 @@ def read_wav(path: str | Path) -> tuple[int, np.ndarray]:
     """``(rate, signal)`` of a WAV file, ``signal`` float64 in [-1, 1], shape (N,) or (N, C).
 
     Integer PCM is scaled by its full range (8-bit unsigned is centred); float WAV is kept.
+    A damaged or truncated file is refused (scipy only warns about some), naming it.
     """
     from scipy.io import wavfile
 
     path = Path(path)
     try:
-        rate, data = wavfile.read(path)
-    except (OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read WAV ({exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", wavfile.WavFileWarning)
+            rate, data = wavfile.read(path)
+    except (OSError, EOFError, ValueError, struct.error, MemoryError,
+            wavfile.WavFileWarning) as exc:
+        detail = getattr(exc, "strerror", None) or exc or type(exc).__name__
+        raise ValueError(f"{path}: cannot read WAV ({detail})") from None
     if data.dtype == np.uint8:
         x = (data.astype(np.float64) - 128.0) / 128.0
     elif data.dtype.kind == "i":
@@ -205,9 +315,10 @@ def stack_spectrum(path: str | Path, *, color: bool = False, window: str | None 
     if ndim not in (1, 2):
         raise ValueError(f"{path}: expected samples of shape (n, L) or (n, H, W)"
                          f"{' plus a channel axis' if color else ''}, found {x.shape}")
-    starts = range(0, len(x), _CHUNK)
+    chunk = max(1, min(_CHUNK, _GROUP * 8 // max(1, math.prod(x.shape[1:]))))
+    starts = range(0, len(x), chunk)
     bar = _Progress(len(starts), f"{Path(path).name}: chunks", progress)
-    batches = ((f"{path} (samples {i}..{min(i + _CHUNK, len(x)) - 1})", x[i:i + _CHUNK])
+    batches = ((f"{path} (samples {i}..{min(i + chunk, len(x)) - 1})", x[i:i + chunk])
                for i in starts)
     return _accumulate(batches, SpectrumAccumulator(ndim, channels=color, window=window), path,
                        bar)

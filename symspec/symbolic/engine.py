@@ -141,7 +141,7 @@ def sampler(space: Space = "vp", state: int = 1, history: int | None = None,
     * ``c.first``, ``c.last``, ``c.order``: structural flags, ordinary Python values.
 
     Keyword-only arguments with defaults are the sampler's options (hashable values).
-    Functions of the levels use :mod:`symspec.symbolic.ops` (``sqrt``, ``exp``, ``log``, ``expm1``),
+    Functions of the levels use :mod:`symspec.ops` (``sqrt``, ``exp``, ``log``, ``expm1``),
     so one definition runs on SymPy symbols (:func:`derive`) and on arrays
     (:func:`symspec.sample`).  The step must be linear in the state, the noise and the data
     mean: clipping, thresholding, branching on values of the state, or a function of the

@@ -6,16 +6,76 @@ returns the next state.  See :mod:`symspec.symbolic.engine` for the contract.
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 
+import sympy as sp
+
+from .._checks import choice, flag, number
+from ..ops import sqrt
 from .engine import Sampler, sampler
-from .ops import sqrt
 
 __all__ = ["DDPM", "DDIM", "EULER", "HEUN", "EULER_ANCESTRAL", "DPMPP", "UNIPC",
            "VE_REVERSE_DIFFUSION", "VE_ANCESTRAL", "LMS", "SAMPLERS", "get_sampler"]
 
 
-@sampler(space="vp")
+# -- option checks: called by Sampler.__call__ (engine), so a bad value fails where it is set
+
+def _check_ddpm(*, variance, last_noise):
+    choice(variance, "variance", ("fixed_small", "fixed_large"))
+    flag(last_noise, "last_noise")
+
+
+def _check_ddim(*, eta):
+    """``eta`` finite and >= 0 (or a SymPy symbol, for symbolic derivations); whether it
+    fits a given step is checked by the step."""
+    if isinstance(eta, sp.Symbol):
+        return
+    try:
+        number(eta, "eta", low=0)
+    except TypeError as exc:  # a string or a bool: a bad value all the same
+        raise ValueError(str(exc)) from None
+
+
+def _check_last_noise(*, last_noise):
+    flag(last_noise, "last_noise")
+
+
+def _int_in(value, allowed) -> bool:
+    """Whether ``value`` is an int (not a bool) among ``allowed``."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) \
+        and int(value) in allowed
+
+
+def _check_lms(*, order):
+    if not _int_in(order, (1, 2, 3, 4)):
+        raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
+
+
+def _check_dpmpp(*, solver_order, sde, solver_type, lower_order_final, euler_at_final):
+    flag(sde, "sde")
+    if not _int_in(solver_order, (1, 2) if sde else (1, 2, 3)):
+        raise ValueError(f"solver_order must be 1, 2 or 3 (1 or 2 with sde=True), "
+                         f"got {solver_order!r}")
+    if solver_type not in ("midpoint", "heun"):
+        raise ValueError(f"solver_type must be 'midpoint' or 'heun', got {solver_type!r}")
+    flag(lower_order_final, "lower_order_final")
+    flag(euler_at_final, "euler_at_final")
+
+
+def _check_unipc(*, solver_order, solver_type, lower_order_final, disable_corrector):
+    if not _int_in(solver_order, (1, 2, 3)) or solver_type not in ("bh1", "bh2"):
+        raise ValueError(f"need solver_order in (1, 2, 3) and solver_type 'bh1' or 'bh2', got "
+                         f"{solver_order!r}, {solver_type!r}")
+    flag(lower_order_final, "lower_order_final")
+    if not isinstance(disable_corrector, tuple) or not all(
+            _int_in(i, range(0, 1 << 31)) for i in disable_corrector):
+        raise ValueError(f"disable_corrector must be a tuple of step indices, got "
+                         f"{disable_corrector!r}")
+
+
+@sampler(space="vp", check=_check_ddpm)
 def ddpm(c, x, *, variance="fixed_small", last_noise=False):
     """DDPM ancestral step (Ho et al. 2020, Alg. 2), as diffusers' DDPMScheduler on a sub-grid.
 
@@ -28,18 +88,29 @@ def ddpm(c, x, *, variance="fixed_small", last_noise=False):
     mean = (sqrt(ab_p) * beta * c.x0(x) + sqrt(1 - beta) * (1 - ab_p) * x) / (1 - ab_t)
     if c.last and not last_noise:
         return mean
-    if variance not in ("fixed_small", "fixed_large"):
-        raise ValueError(f"variance must be 'fixed_small' or 'fixed_large', got {variance!r}")
     var = beta if variance == "fixed_large" else (1 - ab_p) / (1 - ab_t) * beta
     return mean + sqrt(var) * c.noise()
 
 
-@sampler(space="vp", prev="stride")
+@sampler(space="vp", prev="stride", check=_check_ddim)
 def ddim(c, x, *, eta=0):
-    """DDIM step (Song, Meng & Ermon 2021, eq. 12); ``eta=1`` is DDPM's posterior sampling."""
+    """DDIM step (Song, Meng & Ermon 2021, eq. 12); ``eta=1`` is DDPM's posterior sampling.
+
+    Any ``eta`` in [0, 1] fits every step; a larger one only steps with
+    ``eta**2 <= ab_p (1 - ab_t) / (ab_p - ab_t)``, where the direction term stays real.
+    """
     ab_t, ab_p = c.t.alpha_bar, c.p.alpha_bar
     sig = eta * sqrt((1 - ab_p) / (1 - ab_t) * (1 - ab_t / ab_p))
-    x_next = sqrt(ab_p) * c.x0(x) + sqrt(1 - ab_p - sig**2) * c.eps(x)
+    rest = 1 - ab_p - sig**2
+    if isinstance(rest, numbers.Real) and rest < 0:  # numbers, not symbols
+        if eta <= 1:
+            rest = 0.0  # rounding: eta <= 1 always fits
+        else:
+            raise ValueError(f"eta={eta:g} is too large for the DDIM step from alpha-bar "
+                             f"{ab_t:.6g} to {ab_p:.6g}: it needs eta <= "
+                             f"{math.sqrt(ab_p * (1 - ab_t) / (ab_p - ab_t)):.6g} there "
+                             "(any eta in [0, 1] fits every step)")
+    x_next = sqrt(ab_p) * c.x0(x) + sqrt(rest) * c.eps(x)
     return x_next + sig * c.noise() if eta else x_next
 
 
@@ -76,7 +147,7 @@ def euler_ancestral(c, x):
     return x + (down - s) * _slope(c, x, c.t) + up * c.noise()
 
 
-@sampler(space="ve")
+@sampler(space="ve", check=_check_last_noise)
 def ve_reverse_diffusion(c, x, *, last_noise=False):
     """Reverse-diffusion predictor of the VE SDE (Song et al. 2021, eq. 46), no corrector.
 
@@ -111,15 +182,13 @@ def _lms_order(i, n, *, order=4):
     return min(i + 1, order)
 
 
-@sampler(space="ve", state=4, order=_lms_order)
+@sampler(space="ve", state=4, order=_lms_order, check=_check_lms)
 def lms(c, x, d1, d2, d3, *, order=4):
     """Linear multistep in sigma, orders 1-4 (k-diffusion ``sample_lms``; diffusers LMS).
 
     The coefficients integrate the Lagrange polynomials through the last slopes over the
     step, exactly (in ``u = sigma - sigma_t``, for conditioning).
     """
-    if order not in (1, 2, 3, 4):
-        raise ValueError(f"order must be 1, 2, 3 or 4, got {order!r}")
     d = _slope(c, x, c.t)
     nodes = [lv.sigma - c.t.sigma for lv in (c.t, *c.hist)[:c.order]]
     du = c.p.sigma - c.t.sigma
@@ -140,7 +209,7 @@ def _dpmpp_order(i, n, *, solver_order=2, lower_order_final=True, euler_at_final
     return 3
 
 
-@sampler(space="vp", state=3, order=_dpmpp_order)
+@sampler(space="vp", state=3, order=_dpmpp_order, check=_check_dpmpp)
 def dpmpp(c, x, m1, m2, *, solver_order=2, sde=False, solver_type="midpoint",
           lower_order_final=True, euler_at_final=True):
     """DPM-Solver++ multistep and SDE-DPM-Solver++ (Lu et al. 2022; diffusers DPMSolverMultistep).
@@ -148,11 +217,6 @@ def dpmpp(c, x, m1, m2, *, solver_order=2, sde=False, solver_type="midpoint",
     ``m1, m2`` are the previous data predictions.  ``euler_at_final`` takes the last step at
     first order, as diffusers does with its default ``final_sigmas_type="zero"``.
     """
-    if solver_order not in (1, 2, 3) or (sde and solver_order == 3):
-        raise ValueError(f"solver_order must be 1, 2 or 3 (1 or 2 with sde=True), "
-                         f"got {solver_order!r}")
-    if solver_type not in ("midpoint", "heun"):
-        raise ValueError(f"solver_type must be 'midpoint' or 'heun', got {solver_type!r}")
     s, t = c.t, c.p
     m0 = c.x0(x)
     e = t.sigma_ve / s.sigma_ve  # exp(-h), finite at the clean level
@@ -209,7 +273,7 @@ def _unipc(t, s, hist, x, m0, ms, order, m_t=None, bh2=True):
     return x_new - t.alpha * b_h * res / 2
 
 
-@sampler(space="vp", state=4, history=3, order=_unipc_order)
+@sampler(space="vp", state=4, history=3, order=_unipc_order, check=_check_unipc)
 def unipc(c, x, m1, m2, m3, *, solver_order=2, solver_type="bh2", lower_order_final=True,
           disable_corrector=()):
     """UniPC: UniP-p predictor and UniC corrector (Zhao et al. 2023; diffusers UniPCMultistep).
@@ -219,9 +283,6 @@ def unipc(c, x, m1, m2, m3, *, solver_order=2, solver_type="bh2", lower_order_fi
     previous state, it is added as ``corrector - predictor`` with that state set to 0, and
     the state holds only ``x`` and the earlier data predictions.
     """
-    if solver_order not in (1, 2, 3) or solver_type not in ("bh1", "bh2"):
-        raise ValueError(f"need solver_order in (1, 2, 3) and solver_type 'bh1' or 'bh2', got "
-                         f"{solver_order!r}, {solver_type!r}")
     order, corr = c.order
     m0 = c.x0(x)  # at the predicted point: diffusers keeps this one, not the corrected one
     bh2 = solver_type == "bh2"
