@@ -701,5 +701,43 @@ def main(argv: list[str] | None = None) -> int:
         return _error(f"{where}{exc.strerror or exc}")
 
 
+# -- codegen -----------------------------------------------------------------------------
+def add_codegen(sub):
+    from .numeric.lambdify import BACKENDS
+    from .symbolic.denoiser import PREDICTION_TYPES
+
+    p = sub.add_parser("codegen", help="write a standalone module of a sampler's response",
+                       description="Write a standalone Python module that evaluates the "
+                       "spectral response of a sampler (output spectrum, transfer, noise "
+                       "spectrum) from a grid of levels and a PSD, in NumPy, PyTorch or JAX, "
+                       "with no import of symspec (symspec.codegen).")
+    p.add_argument("sampler", choices=sorted(SAMPLERS), help="sampler")
+    p.add_argument("--eta", type=float, help="DDIM eta (>= 0); the same as --option eta=ETA")
+    p.add_argument("--option", action="append", metavar="NAME=VALUE",
+                   help="a sampler option, e.g. solver_order=3 (repeatable)")
+    p.add_argument("--backend", default="numpy", choices=BACKENDS,
+                   help="the array library of the module")
+    p.add_argument("--prediction-type", default="epsilon", choices=PREDICTION_TYPES,
+                   help="what the exact model outputs (the map is the same for all)")
+    p.add_argument("-o", "--out", required=True, help="the Python file to write")
+
+
+def cmd_codegen(args) -> int:
+    from ._io import atomic_write
+    from .numeric.backends import codegen
+
+    _check_outputs((args.out, "-o"))
+    smp = _sampler(args)
+    text = codegen(smp, args.backend, prediction_type=args.prediction_type)
+    atomic_write(args.out, text, "-o")
+    print(f"{smp.name} {dict(smp.options)}: wrote {args.out} ({args.backend}, "
+          f"{text.count(chr(10))} lines); response(grid, psd) -> (output_psd, transfer, "
+          "noise_psd)")
+    return 0
+
+
+COMMANDS["codegen"] = (add_codegen, cmd_codegen)
+
+
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

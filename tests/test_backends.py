@@ -469,3 +469,46 @@ def test_codegen_refuses_an_order_rule_that_is_not_standalone():
     with pytest.raises(ValueError, match="order rule"):
         symspec.codegen(orders, "numpy")
     assert symspec.lambdify(orders)(np.array([3.0, 1.0, 0.0]), np.ones(2)).transfer.shape == (2,)
+
+
+# -- the command line ----------------------------------------------------------------------
+def run_cli(capsys, *argv):
+    from symspec.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_codegen_writes_a_module_that_runs(tmp_path, capsys):
+    path = tmp_path / "ddim_eta.py"
+    code, out, err = run_cli(capsys, "codegen", "ddim", "--eta", "0.5", "--backend", "numpy",
+                             "-o", str(path))
+    assert code == 0 and err == "" and str(path) in out
+    src = path.read_text()
+    assert "'eta': 0.5" in src and imported_modules(src) <= {"numpy", "typing"}
+    space: dict = {}
+    exec(compile(src, str(path), "exec"), space)
+    rng = np.random.default_rng(700)
+    grid, psd = random_grid(rng, symspec.DDIM), random_psd(rng)
+    ref = symspec.spectral_response(symspec.DDIM(eta=0.5), schedule_of(symspec.DDIM, grid), psd)
+    assert agreement(space["response"](grid, psd), ref) < 1e-12
+
+
+@pytest.mark.parametrize("argv, pattern", [
+    (["codegen", "nosuch", "-o", "{tmp}/x.py"], "invalid choice"),
+    (["codegen", "ddim", "--option", "order=2", "-o", "{tmp}/x.py"], "has no option 'order'"),
+    (["codegen", "ddim", "--eta", "-1", "-o", "{tmp}/x.py"], "eta"),
+    (["codegen", "ddim", "--backend", "tf", "-o", "{tmp}/x.py"], "invalid choice"),
+    (["codegen", "ddim", "-o", "{tmp}/no/such/folder/x.py"], "does not exist"),
+    (["codegen", "ddim", "-o", "{tmp}"], "is a folder"),
+    (["codegen", "ddim"], "required"),
+])
+def test_cli_codegen_errors_are_one_line(argv, pattern, tmp_path, capsys):
+    code, out, err = run_cli(capsys, *(a.format(tmp=tmp_path) for a in argv))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("symspec: error: "), err
+    assert pattern in err, err
+    assert list(tmp_path.iterdir()) == []  # nothing written

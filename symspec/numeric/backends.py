@@ -104,7 +104,12 @@ class _TorchOps:
         return self.xp.stack([self.xp.broadcast_to(v, (size,)) for v in values])
 
     def loop(self, body, carry, coef, size, zero):
-        cols = [()] * size if coef is None else [c.unbind(0) for c in coef.t().unbind(0)]
+        if coef is None:
+            cols = [()] * size
+        elif coef.requires_grad:  # 0-d tensors, which autograd follows
+            cols = [c.unbind(0) for c in coef.t().unbind(0)]
+        else:  # Python floats: faster, when autograd need not follow them
+            cols = coef.t().tolist()
         for col in cols:
             carry = body(carry, col)
         return carry
