@@ -17,7 +17,7 @@ import importlib
 import numpy as np
 
 __all__ = ["exact_model", "as_float64", "pulse_noise", "float64_only", "run_scheduler",
-           "sample_scheduler", "scheduler_response"]
+           "sample_scheduler", "sample_model", "scheduler_response"]
 
 
 def exact_model(x, alpha_bar, lam, prediction_type: str, mean=None):
@@ -105,16 +105,30 @@ def float64_only(module_name: str, strict: bool = True):
         yield
 
 
-def _loop(sch, x, lam, m, step_kwargs):
-    """The sampling loop of a pipeline, with the exact model."""
-    pred = sch.config.prediction_type
+def _loop(sch, x, model, step_kwargs, progress=None):
+    """The sampling loop of a pipeline: ``model(x_in, alpha_bar, t)`` answers every step.
+
+    ``x_in`` is the model's input (``scale_model_input(x, t)`` for schedulers that keep
+    sigmas), ``alpha_bar`` its noise level (a float64 tensor), ``t`` the timestep; the model
+    answers in the scheduler's ``prediction_type``.  ``progress(i, n)`` is called after step
+    ``i`` of ``n``.
+    """
+    n = len(sch.timesteps)
     for i, t in enumerate(sch.timesteps):
         if getattr(sch, "sigmas", None) is None:  # DDPM, DDIM: alpha-bar by training timestep
             x_in, ab = x, sch.alphas_cumprod[int(t)]
         else:  # sigma-based: the model sees scale_model_input(x) at alpha-bar 1/(1 + sigma^2)
             x_in, ab = sch.scale_model_input(x, t), 1 / (1 + sch.sigmas[i] ** 2)
-        x = sch.step(exact_model(x_in, ab, lam, pred, m), t, x, **step_kwargs).prev_sample
+        x = sch.step(model(x_in, ab, t), t, x, **step_kwargs).prev_sample
+        if progress is not None:
+            progress(i + 1, n)
     return x
+
+
+def _gaussian(sch, lam, m):
+    """The exact Gaussian model as a loop model, in ``sch``'s prediction type."""
+    pred = sch.config.prediction_type
+    return lambda x_in, ab, t: exact_model(x_in, ab, lam, pred, m)
 
 
 def _tensors(psd, mean):
@@ -141,20 +155,39 @@ def run_scheduler(scheduler, psd, x_init, noise, step_kwargs=None, mean=None,
     x = x * float(sch.init_noise_sigma)
     mod = type(sch).__module__
     with pulse_noise(mod, noise) as calls, float64_only(mod, strict64):
-        x = _loop(sch, x, lam, m, dict(step_kwargs or {}))
+        x = _loop(sch, x, _gaussian(sch, lam, m), dict(step_kwargs or {}))
     return x[0].numpy(), len(calls)
 
 
-def sample_scheduler(scheduler, psd, n: int, seed: int = 0, step_kwargs=None, mean=None):
-    """``n`` independent runs of a float64 copy of ``scheduler`` with its own random draws."""
+def sample_model(scheduler, model, n: int, dim: int, seed: int = 0, step_kwargs=None, *,
+                 latents=None, strict64: bool = False, progress=None):
+    """``n`` independent runs of a float64 copy of ``scheduler`` driven by any ``model``.
+
+    ``model(x_in, alpha_bar, t)`` answers in the scheduler's ``prediction_type`` (see
+    ``_loop``).  The initial latents (``(n, dim)``, standard normal units: they are
+    multiplied by ``init_noise_sigma``) are ``latents`` if given, else drawn from a
+    ``torch.Generator`` seeded with ``seed``, which then also feeds the scheduler's noise.
+    Returns the ``(n, dim)`` float64 output as a NumPy array.
+    """
     import torch
 
     sch = as_float64(scheduler)
     g = torch.Generator().manual_seed(seed)
-    lam, m = _tensors(psd, mean)
-    x = torch.randn((n, lam.numel()), generator=g, dtype=torch.float64)
+    if latents is None:
+        x = torch.randn((n, dim), generator=g, dtype=torch.float64)
+    else:
+        x = torch.tensor(np.asarray(latents, dtype=np.float64).reshape(n, dim))
     x = x * float(sch.init_noise_sigma)
-    return _loop(sch, x, lam, m, {**(step_kwargs or {}), "generator": g}).numpy()
+    with float64_only(type(sch).__module__, strict64):
+        x = _loop(sch, x, model, {**(step_kwargs or {}), "generator": g}, progress)
+    return x.numpy()
+
+
+def sample_scheduler(scheduler, psd, n: int, seed: int = 0, step_kwargs=None, mean=None):
+    """``n`` independent runs of a float64 copy of ``scheduler`` with its own random draws."""
+    lam, m = _tensors(psd, mean)
+    return sample_model(scheduler, _gaussian(scheduler, lam, m), n, lam.numel(), seed,
+                        step_kwargs)
 
 
 def scheduler_response(scheduler, psd, step_kwargs=None, strict64: bool = False):
