@@ -34,7 +34,7 @@ from ..symbolic.denoiser import PREDICTION_TYPES, PredictionType
 from ..symbolic.engine import Sampler, derive, variant
 from .lambdify import BACKENDS, compiled_backend, wrap_code
 
-__all__ = ["lambdify", "codegen", "Evaluator", "Response", "BACKENDS"]
+__all__ = ["lambdify", "codegen", "Evaluator", "Response", "CODEGEN_STEPS"]
 
 
 # =======================================================================================
@@ -332,7 +332,7 @@ class Evaluator:
 
     Memory.  Autograd keeps a few arrays of the PSD's size per step: about
     ``8 * N * M * (k + 3) * 2`` bytes for ``N`` steps, ``M`` modes and a state of size ``k``
-    (float64).  :func:`symspec.design.objective` computes the same gradient in bounded
+    (float64).  :func:`symspec.objective` computes the same gradient in bounded
     memory.
     """
 
