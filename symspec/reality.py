@@ -107,8 +107,9 @@ def sample(scheduler, model, n: int, *, seed: int = 0, latents=None, dim: int | 
     from .diffusers.verify import sample_model
 
     n = _count(n)
-    if getattr(scheduler, "num_inference_steps", None) is None or not hasattr(scheduler,
-                                                                                 "step"):
+    configured = getattr(scheduler, "num_inference_steps", None) is not None or getattr(
+        scheduler, "custom_timesteps", False)
+    if not configured or not hasattr(scheduler, "step"):
         raise ValueError("scheduler must be a diffusers scheduler after set_timesteps(N)")
     if _is_model(model):
         d = model.dim if dim is None else dim

@@ -224,3 +224,25 @@ def test_compare_schedules_k1_designed_wins_fd():
     assert fd["designed"] < min(v for k, v in fd.items() if k != "designed")
     pred = {r["name"]: r["predicted_fd"] for r in rows}
     assert pred["designed"] == min(pred.values())
+
+
+# -- the command line --------------------------------------------------------------------
+def test_cli_reality_table_and_errors(tmp_path, capsys):
+    from symspec.cli import main
+
+    data = tmp_path / "data.npy"
+    rng = np.random.default_rng(0)
+    np.save(data, np.concatenate([rng.normal(-2, 0.3, (300, 3)), rng.normal(2, 0.3, (300, 3))]))
+    assert main(["reality", "--model", "gmm:2", "--data", str(data), "--steps", "3",
+                 "--n", "200"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    names = [ln.split()[0] for ln in lines[2:9]]
+    assert names == ["designed", "linear/leading", "linear/trailing", "linear/linspace",
+                     "cosine/leading", "cosine/trailing", "cosine/linspace"]
+    assert all("±" in ln for ln in lines[2:9]) and lines[9].startswith("noise floor")
+    assert "[7/7] cosine/linspace" in err  # the progress line
+    assert main(["reality", "--model", "gmm:x", "--data", str(data)]) == 2
+    assert "--model must be gmm:K or empirical" in capsys.readouterr().err
+    assert main(["reality", "--model", "gmm:700", "--data", str(data), "--n", "100"]) == 2
+    assert "n_components = 700 exceeds" in capsys.readouterr().err
