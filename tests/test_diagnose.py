@@ -148,3 +148,57 @@ def test_cli(tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert main(["diagnose", "--baseline", "nope"]) == 2
     assert "--baseline must be one of" in capsys.readouterr().err
+
+
+def test_reference_is_the_samplers_own_continuous_limit():
+    """DDIM(eta) tends to the DDIM(eta) SDE, not the reverse SDE: diagnose's reference is
+    that member, D_e + G**2 (V - D_0) with G = sqrt(lam/D_0) (ab_0 lam/D_0)**(eta**2/2)
+    (typed from the issue), and the output approaches it at first order."""
+    err, err_part, err_sde = {}, {}, {}
+    for n in (400, 800):
+        s = _log_snr_grid(n)
+        d = diagnose(symspec.DDIM(eta=0.5), s, PSD)
+        assert d.eta == 0.5 and not d.deterministic
+        ab0 = s.alpha_bar[0]
+        D0 = ab0 * PSD + 1 - ab0
+        G2 = PSD / D0 * (ab0 * PSD / D0) ** 0.25
+        np.testing.assert_allclose(d.reference, PSD + G2 * (1 - D0), rtol=1e-12)
+        err[n] = np.abs(d.output_psd / d.reference - 1).max()
+        err_part[n] = np.abs(d.parts["discretisation"] / PSD).max()
+        wrong = diagnose(symspec.DDIM(eta=0.5), s, PSD, eta=1.0)  # the reverse SDE
+        assert wrong.eta == 1.0
+        np.testing.assert_allclose(wrong.reference, PSD + ab0 * PSD**2 / D0**2 * (1 - D0),
+                                   rtol=1e-12)
+        err_sde[n] = np.abs(wrong.output_psd / wrong.reference - 1).max()
+    assert 1.9 < err[400] / err[800] < 2.1 and err[800] < 1e-2
+    assert 1.9 < err_part[400] / err_part[800] < 2.1  # the discretisation part, first order
+    assert err_sde[800] > 0.1 and err_sde[400] / err_sde[800] < 1.1  # measured 0.11: stalls
+
+
+@pytest.mark.parametrize("name, eta", [("ddpm", 1.0), ("euler_ancestral", 1.0),
+                                       ("ve_ancestral", 1.0), ("ddim", 0.0), ("heun", 0.0),
+                                       ("dpmpp", 0.0)])
+def test_reference_member_of_the_built_ins(name, eta):
+    d = diagnose(SAMPLERS[name], baseline_schedules(SAMPLERS[name], 4)["linear/trailing"], PSD)
+    assert d.eta == eta
+
+
+def test_a_sampler_whose_limit_cannot_be_read_needs_eta():
+    from symspec import sampler
+    from symspec.ops import sqrt
+
+    @sampler(space="vp", state=2)
+    def memory(c, x, w_prev):  # DDIM(1) with noise shared between consecutive steps
+        ab_t, ab_p = c.t.alpha_bar, c.p.alpha_bar
+        sig = sqrt((1 - ab_p) / (1 - ab_t) * (1 - ab_t / ab_p))
+        w = c.noise()
+        return (sqrt(ab_p) * c.x0(x) + sqrt(1 - ab_p - sig**2) * c.eps(x)
+                + sig * (w + w_prev) / sqrt(2)), w
+
+    s = Schedule.from_alpha_bar([0.05, 0.4, 0.9, 1.0])
+    with pytest.raises(ValueError, match="keeps noise in its state.*pass eta="):
+        diagnose(memory, s, PSD)
+    d = diagnose(memory, s, PSD, eta=1.0)
+    assert d.eta == 1.0
+    with pytest.raises(ValueError, match="eta= a finite number >= 0"):
+        diagnose(symspec.DDPM, s, PSD, eta=-1.0)

@@ -22,9 +22,13 @@ last step and ``D_e`` at the final level.  The per-mode error of the output spec
 4. **discretisation** ``= P3 - D_e = D_e (V_L / D_L - 1)``: the relative error accumulated by
    the earlier steps, carried to the end.  The continuous-time sampler started from
    ``D_0`` has none (its output is ``D_e``); :attr:`Diagnosis.reference` is its output from
-   the actual latent (:func:`symspec.continuous.reference`: the probability-flow ODE for
-   deterministic samplers, ``D_e V / D_0``, the reverse SDE otherwise,
-   ``D_e + G**2 (V - D_0)`` with ``G = (alpha_0 / alpha_e) D_e / D_0``).
+   the actual latent (:func:`symspec.continuous.reference`), ``D_e + G**2 (V - D_0)``, for
+   the member of the DDIM(eta) family of SDEs the sampler converges to, with
+   ``G = sqrt(D_e / D_0) (alpha_0**2 D_e / (alpha_e**2 D_0))**(eta**2 / 2)``: the
+   probability-flow ODE (``eta = 0``, ``D_e V / D_0``) for deterministic samplers, the
+   reverse SDE (``eta = 1``) for DDPM and the ancestral samplers, ``eta`` for DDIM(eta).
+   The member is :func:`symspec.continuous.continuous_limit` of the sampler, read from its
+   derived step, or ``eta=`` given to :func:`diagnose`.
 
 The four parts sum to ``P - lam`` exactly (up to rounding), for every sampler, multistep
 ones included.
@@ -44,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_type, validate_psd
-from ..numeric.continuous import reference
+from ..numeric.continuous import continuous_limit, member_eta, reference
 from ..numeric.core import run
 from ..schedules import Schedule
 from ..spectra.estimate import radial_profile
@@ -65,6 +69,7 @@ class Diagnosis:
     parts: dict
     reference: np.ndarray
     deterministic: bool
+    eta: float = 0.0  #: the member of the DDIM(eta) family that ``reference`` is
 
     @property
     def total(self) -> np.ndarray:
@@ -93,7 +98,8 @@ class Diagnosis:
 
 
 def diagnose(sampler: Sampler, schedule: Schedule, psd, *,
-             prediction_type: PredictionType = "epsilon") -> Diagnosis:
+             prediction_type: PredictionType = "epsilon", eta: float | None = None
+             ) -> Diagnosis:
     """Split the output-spectrum error of ``sampler`` on ``schedule`` into :data:`PARTS`.
 
     Parameters
@@ -103,6 +109,11 @@ def diagnose(sampler: Sampler, schedule: Schedule, psd, *,
         Any schedule (chained or not), converted to the sampler's space.
     psd : array_like
         Per-mode data variances.
+    eta : float, optional
+        The member of the DDIM(eta) family of continuous-time samplers whose output is
+        :attr:`Diagnosis.reference` (0: the probability-flow ODE, 1: the reverse SDE).
+        Default: the sampler's own continuous limit,
+        :func:`symspec.continuous.continuous_limit`.
 
     Returns
     -------
@@ -110,6 +121,7 @@ def diagnose(sampler: Sampler, schedule: Schedule, psd, *,
     """
     check_type(sampler, Sampler, "sampler")
     check_type(schedule, Schedule, "schedule")
+    eta = continuous_limit(sampler) if eta is None else member_eta("eta", eta)
     grid = validate_psd(psd)
     lam = grid.ravel()
     sched = schedule.to_space(sampler.space)
@@ -142,10 +154,10 @@ def diagnose(sampler: Sampler, schedule: Schedule, psd, *,
     parts = {"initial": P - P1, "discretisation": P3 - De, "noise_shape": P1 - P2,
              "final_step": (P2 - P3) + (De - lam)}
     deterministic = not np.any(fw.noise)  # no noise reached the output
-    ref = reference("ode" if deterministic else "sde", sched, lam).output_psd
+    ref = reference("eta", sched, lam, eta=eta).output_psd
     shp = grid.shape
     return Diagnosis(grid, P.reshape(shp), {k: parts[k].reshape(shp) for k in PARTS},
-                     ref.reshape(shp), deterministic)
+                     ref.reshape(shp), deterministic, eta)
 
 
 def plot_diagnosis(d: Diagnosis, ax=None, title: str | None = None):
