@@ -25,7 +25,11 @@ from symspec.ops import sqrt
 from symspec.schedules import diffusers_schedule, inference_timesteps, training_alphas_cumprod
 from symspec.symbolic.denoiser import Level
 
-torch = pytest.importorskip("torch", reason="the PyTorch backend needs torch (the test extra)")
+
+@pytest.fixture(scope="module")
+def torch():
+    return pytest.importorskip("torch", reason="the PyTorch backend needs torch (the test "
+                               "extra)")
 
 
 @symspec.sampler(space="ve")
@@ -145,7 +149,7 @@ def test_the_comparison_can_fail():
 
 
 @pytest.mark.parametrize("name", ["ddim-eta0.5", "dpmpp-2", "unipc-2", "lms-4"])
-def test_from_schedule_runs_any_schedule(name, worst):
+def test_from_schedule_runs_any_schedule(name, torch, worst):
     """Not chained (diffusers' DDIM stride rule) and in the other space, with its init_var."""
     smp = CASES[name]
     ab = training_alphas_cumprod(1000, "linear")
@@ -193,7 +197,7 @@ def test_nonlinear_sampler_is_refused():
 
 # -- PyTorch -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
-def test_torch_values_and_gradients(name, worst):
+def test_torch_values_and_gradients(name, torch, worst):
     smp = CASES[name]
     rng = np.random.default_rng(100 + NAMES.index(name))
     fn = symspec.lambdify(smp, backend="torch")
@@ -229,7 +233,7 @@ def test_torch_values_and_gradients(name, worst):
 
 @pytest.mark.parametrize("name", ["ddim-eta0.5", "euler", "dpmpp-3", "unipc-2", "midpoint",
                                   "ve_ancestral"])
-def test_torch_w2_gradient_matches_design_objective(name, worst):
+def test_torch_w2_gradient_matches_design_objective(name, torch, worst):
     """The output spectrum's gradient, through the initial variance of VE samplers too."""
     smp = CASES[name]
     rng = np.random.default_rng(200 + NAMES.index(name))
@@ -249,7 +253,7 @@ def test_torch_w2_gradient_matches_design_objective(name, worst):
     assert err < 1e-9, (name, err)
 
 
-def test_torch_float32_and_error_bound(worst):
+def test_torch_float32_and_error_bound(torch, worst):
     rng = np.random.default_rng(5)
     for name in ("ddim-eta0.5", "dpmpp-2", "euler"):
         smp = CASES[name]
@@ -260,10 +264,10 @@ def test_torch_float32_and_error_bound(worst):
         ref = symspec.spectral_response(smp, schedule_of(smp, grid), psd)
         err = rel_error(r.output_psd.numpy(), ref.output_psd)
         worst("backends: torch float32 vs spectral_response, 30 steps (rel)", err)
-        assert 1e-9 < err < 1e-3, (name, err)  # float32, and within the documented bound
+        assert 1e-9 < err < 1e-4, (name, err)  # float32, and within the documented bound
 
 
-def test_torch_keeps_the_device_and_the_shape():
+def test_torch_keeps_the_device_and_the_shape(torch):
     fn = symspec.lambdify(symspec.DDPM, backend="torch")
     psd = torch.ones(2, 3, 4, dtype=torch.float32)
     r = fn(torch.tensor([0.1, 0.5, 1.0], device="cpu"), psd)
@@ -283,7 +287,7 @@ def jax():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_jax_values_and_gradients(name, jax, worst):
+def test_jax_values_and_gradients(name, jax, torch, worst):
     jnp = jax.numpy
     smp = CASES[name]
     rng = np.random.default_rng(300 + NAMES.index(name))
@@ -435,7 +439,7 @@ def test_standalone_numpy_module(tmp_path, worst):
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
-def test_generated_torch_and_jax_modules(backend, tmp_path, request):
+def test_generated_torch_and_jax_modules(backend, tmp_path, request, torch):
     if backend == "jax":
         request.getfixturevalue("jax")
     smp = CASES["dpmpp-3"]

@@ -325,15 +325,16 @@ class Evaluator:
     ``jax.jit``): the levels must be a valid schedule, as :class:`symspec.Schedule` accepts.
 
     Precision.  In float64 the result agrees with :func:`symspec.spectral_response` to
-    about 1e-13 relative.  In float32 each level is rounded to 6e-8 relative: near the
-    clean end ``1 - alphabar`` loses digits (``alphabar = 0.9999`` keeps 3), and rounding
-    accumulates over the steps; over random 10 to 50 step schedules the output spectrum
-    is off by 1e-6 to 1e-4 relative (1e-3 at 1000 steps).  Use float32 for speed only.
+    about 1e-13 relative.  In float32 each level is rounded to 6e-8 relative (near the
+    clean end ``1 - alphabar`` keeps fewer digits) and rounding accumulates over the steps:
+    for the built-in samplers the output spectrum was off by 3e-7 to 1e-5 relative on
+    random schedules of 10 to 50 steps, and by up to 1e-4 on the 1000 steps of diffusers'
+    linear schedule.  Use float32 for speed, where such errors do not matter.
 
-    Memory.  Autograd keeps a few arrays of the PSD's size per step: about
-    ``8 * N * M * (k + 3) * 2`` bytes for ``N`` steps, ``M`` modes and a state of size ``k``
-    (float64).  :func:`symspec.objective` computes the same gradient in bounded
-    memory.
+    Memory.  Autograd keeps 4 to 8 arrays of the PSD's size per step (for the built-in
+    samplers): up to ``64 * N * M`` bytes for ``N`` steps and ``M`` modes in float64, 3 GB
+    for 1000 steps on 65,536 modes.  :func:`symspec.objective` computes the gradient of a
+    divergence in bounded memory.
     """
 
     def __init__(self, sampler: Sampler, backend: str, prediction_type: str, dtype):
