@@ -16,6 +16,7 @@ from symspec.spectra import power_law
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 harness = pytest.importorskip("harness")
+DDPMScheduler = diffusers.DDPMScheduler
 
 PSD = power_law((8, 8))
 
@@ -153,7 +154,7 @@ def test_exporters_cover_documented_samplers():
 @pytest.mark.parametrize("smp, schedule, match", [
     (SAMPLERS["lms"], Schedule.from_sigmas([10.0, 1.0, 0.0]), "no diffusers scheduler"),
     (symspec.DDIM(eta=0.5), Schedule.from_alpha_bar([0.1, 0.5, 1.0]), "eta=0.5"),
-    (symspec.DDIM, Schedule([0.1, 0.6], [0.5, 1.0]), "chained"),
+    (symspec.DPMPP, Schedule([0.1, 0.6], [0.5, 1.0]), "chained"),  # DDIM, DDPM export it
     (symspec.DDIM, Schedule.from_alpha_bar([0.0, 0.5, 1.0]), "zero-terminal-SNR"),
     (symspec.DDPM, Schedule.from_alpha_bar([0.1, 0.5, 1.0], init_var=2.0), "unit variance"),
     (symspec.DDPM, Schedule.from_alpha_bar([0.1, 0.5, 0.9]), "clean level"),
@@ -204,3 +205,62 @@ def test_prev_rule_is_a_fact_of_the_sampler():
     # a user sampler named "ddim" keeps the chained rule: linspace grids stay chained
     assert baseline_schedules(not_ddim, 7)["linear/linspace"].chained
     assert not baseline_schedules(symspec.DDIM, 7)["linear/linspace"].chained
+
+
+# -- non-chained schedules: paired schedulers (issue 16) ----------------------------------
+@pytest.mark.parametrize("smp", [symspec.DDIM, symspec.DDPM], ids=["ddim", "ddpm"])
+def test_unchained_export_runs_as_symspec_predicts_and_beats_heuristics(smp, tmp_path):
+    from symspec.design import baseline_schedules, objective
+
+    psd = symspec.spectra.power_law((16, 16))
+    base = DDPMScheduler()
+    lr = level_range(base)
+    design = symspec.design_schedule(smp, psd, 5, chained=False, level_range=lr)
+    assert not design.chained
+    sch = to_diffusers(smp, design, base, psd=psd)
+    rep = sch.symspec_export
+    assert type(sch).__name__ in ("PairedDDIMScheduler", "PairedDDPMScheduler")
+    assert rep["prev_timesteps"][-1] == -1 and len(rep["prev_timesteps"]) == 5
+    # the real scheduler, run with the exact model, is what symspec predicts for its pairs
+    tr, noise, _ = harness.response(sch, psd.ravel())
+    real = symspec.divergence(psd.ravel(), tr**2 + noise)
+    assert real == pytest.approx(rep["objective_exported"], rel=1e-10)
+    exported = Schedule(*(np.asarray(v) for v in (
+        sch.alphas_cumprod.double().numpy()[rep["timesteps"]],
+        [sch.alphas_cumprod.double().numpy()[p] if p >= 0 else 1.0
+         for p in rep["prev_timesteps"]])))
+    r = symspec.spectral_response(smp, exported, psd)
+    np.testing.assert_allclose(tr**2 + noise, r.output_psd.ravel(), rtol=1e-10)
+    # at or below every heuristic and the exported chained design
+    best = min(objective(smp, b, psd) for b in baseline_schedules(smp, 5).values())
+    chained = to_diffusers(smp, symspec.design_schedule(smp, psd, 5, level_range=lr), base,
+                           psd=psd).symspec_export["objective_exported"]
+    assert real <= best and real <= chained
+    # a diffusers scheduler still: config round trip and set_timesteps by count
+    sch.save_config(tmp_path)
+    again = type(sch).from_pretrained(tmp_path)
+    again.set_timesteps(5)
+    assert again.timesteps.tolist() == rep["timesteps"]
+    assert again.config.timestep_pairs == [list(p) for p in zip(rep["timesteps"],
+                                                                rep["prev_timesteps"],
+                                                                strict=True)]
+    with pytest.raises(ValueError, match="runs its 5 configured timestep pairs"):
+        again.set_timesteps(7)
+
+
+def test_paired_scheduler_refuses_bad_pairs():
+    from symspec.diffusers.paired import paired_scheduler
+
+    cls = paired_scheduler("DDIMScheduler")
+    with pytest.raises(ValueError, match="previous timestep must be below"):
+        cls(timestep_pairs=[[500, 600], [400, -1]])
+    with pytest.raises(ValueError, match="timesteps must decrease"):
+        cls(timestep_pairs=[[500, 300], [600, -1]])
+    with pytest.raises(ValueError, match="cls_name must be"):
+        paired_scheduler("EulerDiscreteScheduler")
+
+
+def test_unchained_schedule_is_refused_by_sigma_exporters():
+    s = Schedule([10.0, 2.0], [1.0, 0.0], "ve")
+    with pytest.raises(ValueError, match="exports only chained schedules"):
+        to_diffusers(symspec.EULER, s)

@@ -94,9 +94,8 @@ def _timesteps(ab: np.ndarray, levels: np.ndarray) -> np.ndarray:
 
 
 def _vp_grid(sampler: Sampler, schedule: Schedule) -> np.ndarray:
-    if schedule.init_var != 1.0:
-        raise ValueError(f"{sampler.name!r} schedulers start from unit variance; this schedule "
-                         f"has init_var={schedule.init_var}")
+    _require_chained(schedule)
+    _unit_latent(sampler, schedule)
     ab = schedule.to_space("vp").alpha_bar
     if ab[-1] != 1.0:
         raise ValueError(f"the schedule ends at alpha-bar {ab[-1]}; {sampler.name!r} schedulers "
@@ -104,8 +103,103 @@ def _vp_grid(sampler: Sampler, schedule: Schedule) -> np.ndarray:
     return ab[:-1]
 
 
-def _ddpm(sampler: Sampler, schedule: Schedule, base):
+def _require_chained(schedule: Schedule) -> None:
+    if not schedule.chained:
+        raise ValueError("this sampler exports only chained schedules (each step starting "
+                         "where the previous one ended); DDPM and DDIM export any")
+
+
+def _unit_latent(sampler: Sampler, schedule: Schedule) -> None:
+    if schedule.init_var != 1.0:
+        raise ValueError(f"{sampler.name!r} schedulers start from unit variance; this schedule "
+                         f"has init_var={schedule.init_var}")
+
+
+def _pairs(sampler: Sampler, schedule: Schedule, ab: np.ndarray) -> np.ndarray:
+    """Integer (timestep, previous timestep) pairs nearest (in log-SNR) to a VP schedule's
+    starts and ends: timesteps strictly decreasing, each previous one below its timestep,
+    ``-1`` for the clean level."""
+    _unit_latent(sampler, schedule)
+    s = schedule.to_space("vp")
+    if s.end[-1] != 1.0:
+        raise ValueError(f"the schedule ends at alpha-bar {s.end[-1]}; {sampler.name!r} "
+                         "schedulers end at the clean level (alpha-bar 1)")
+    if np.any(s.end[:-1] >= 1.0):
+        raise ValueError("only the last step may end at the clean level (alpha-bar 1)")
+    ts = _timesteps(ab, s.start)
+    prev = np.full(ts.size, -1)
+    if ts.size > 1:
+        table = np.log(ab) - np.log1p(-ab)
+        u = np.log(s.end[:-1]) - np.log1p(-s.end[:-1])
+        prev[:-1] = np.abs(table[None, :] - u[:, None]).argmin(axis=1)
+    return np.stack([ts, np.minimum(prev, ts - 1)], axis=1)
+
+
+def _pair_schedule(ab: np.ndarray, pairs: np.ndarray, meta: bool = False) -> Schedule:
+    end = np.where(pairs[:, 1] >= 0, ab[np.maximum(pairs[:, 1], 0)], 1.0)
+    info = {"timesteps": pairs[:, 0].tolist(), "prev_timesteps": pairs[:, 1].tolist()}
+    return Schedule(ab[pairs[:, 0]], end, "vp", 1.0, info if meta else {})
+
+
+def _refine_pairs(sampler: Sampler, ab: np.ndarray, pairs: np.ndarray, psd, divergence: str):
+    """Integer coordinate descent on the pairs for the objective: rounding a non-chained
+    grid to training timesteps can undo shifts finer than one timestep (near the clean end,
+    one timestep spans a large step in log-SNR)."""
+    from ..design.optimise import objective
+
+    def cost(p):
+        return objective(sampler, _pair_schedule(ab, p), psd, divergence)
+
+    def valid(p):
+        return (np.all(np.diff(p[:, 0]) < 0) and np.all(p[:, 1] < p[:, 0])
+                and np.all(p[:-1, 1] >= 0) and p[-1, 1] == -1 and p[-1, 0] >= 0
+                and p[0, 0] < ab.size)
+
+    best, f = pairs.copy(), cost(pairs)
+    for _ in range(50):
+        improved = False
+        for i in range(best.shape[0]):
+            for col in (0, 1):
+                if col == 1 and i == best.shape[0] - 1:
+                    continue  # the last step ends at the clean level
+                for d in (-1, 1, -2, 2, -4, 4):
+                    trial = best.copy()
+                    trial[i, col] += d
+                    if valid(trial) and (ft := cost(trial)) < f:
+                        best, f, improved = trial, ft, True
+        if not improved:
+            break
+    return best
+
+
+def _paired(sampler: Sampler, schedule: Schedule, base, cls_name: str, psd=None,
+            divergence: str = "w2", **overrides):
+    """A paired scheduler (:mod:`symspec.diffusers.paired`) running a non-chained grid."""
+    from .paired import paired_scheduler
+
+    sch0, ab = _scheduler("DDPMScheduler", base)
+    pairs = _pairs(sampler, schedule, ab)
+    if psd is not None:
+        pairs = _refine_pairs(sampler, ab, pairs, psd, divergence)
+    cls = paired_scheduler(cls_name)
+    cfg = {k: v for k, v in dict(sch0.config).items() if not k.startswith("_")}
+    keep = set(inspect.signature(cls.__init__).parameters)
+    cfg = {k: v for k, v in {**cfg, **_LINEAR_OFF, **overrides}.items() if k in keep}
+    sch = cls(**cfg, timestep_pairs=pairs.tolist())
+    sch.set_timesteps(len(pairs))
+    return sch, _pair_schedule(ab, pairs, meta=True)
+
+
+def _ddpm(sampler: Sampler, schedule: Schedule, base, psd=None, divergence: str = "w2"):
     var, last_noise = sampler.opts["variance"], sampler.opts["last_noise"]
+    if not schedule.chained:
+        sch, exported = _paired(sampler, schedule, base, "DDPMScheduler", psd, divergence,
+                                variance_type=var)
+        if var == "fixed_large" and last_noise != bool(sch.timesteps[-1] > 0):
+            raise ValueError("DDPMScheduler adds noise on the last step exactly when its "
+                             f"timestep is > 0; with variance='fixed_large' that must match "
+                             f"last_noise={last_noise}")
+        return sch, exported
     sch, ab = _scheduler("DDPMScheduler", base, variance_type=var)
     ts = _timesteps(ab, _vp_grid(sampler, schedule))
     if var == "fixed_large" and last_noise != bool(ts[-1] > 0):
@@ -132,8 +226,11 @@ def _dpmsolver(sampler, schedule, base, cfg):
     return sch, Schedule(ab_run[:-1], ab_run[1:], "vp", 1.0, {"timesteps": ts.tolist()})
 
 
-def _ddim(sampler: Sampler, schedule: Schedule, base):
+def _ddim(sampler: Sampler, schedule: Schedule, base, psd=None, divergence: str = "w2"):
     eta = sampler.opts["eta"]
+    if not schedule.chained:
+        return _paired(sampler, schedule, base, "DDIMScheduler", psd, divergence,
+                       set_alpha_to_one=True)
     if eta == 0:
         return _dpmsolver(sampler, schedule, base, _dpmpp_config(1, False, "midpoint", True))
     if eta == 1:
@@ -142,7 +239,7 @@ def _ddim(sampler: Sampler, schedule: Schedule, base):
                      "(DDIMScheduler only takes its own spacings); export eta=0 or eta=1")
 
 
-def _dpmpp(sampler: Sampler, schedule: Schedule, base):
+def _dpmpp(sampler: Sampler, schedule: Schedule, base, **_):
     o: dict[str, Any] = sampler.opts
     if not o["euler_at_final"]:
         raise ValueError("diffusers takes the last step to sigma 0 at first order; export "
@@ -152,6 +249,7 @@ def _dpmpp(sampler: Sampler, schedule: Schedule, base):
 
 
 def _ve_grid(sampler: Sampler, schedule: Schedule) -> np.ndarray:
+    _require_chained(schedule)
     s = schedule.to_space("ve")
     sig = s.sigmas
     if not math.isclose(s.init_var, sig[0] ** 2 + 1, rel_tol=1e-12):
@@ -160,7 +258,7 @@ def _ve_grid(sampler: Sampler, schedule: Schedule) -> np.ndarray:
     return sig
 
 
-def _euler(sampler: Sampler, schedule: Schedule, base):
+def _euler(sampler: Sampler, schedule: Schedule, base, **_):
     sig = _ve_grid(sampler, schedule)
     # with custom sigmas, "leading" only sets init_noise_sigma = sqrt(sigma_max**2 + 1)
     sch, _ = _scheduler("EulerDiscreteScheduler", base, timestep_spacing="leading",
@@ -171,7 +269,7 @@ def _euler(sampler: Sampler, schedule: Schedule, base):
     return sch, Schedule.from_sigmas(got, float(got[0]) ** 2 + 1)
 
 
-def _heun(sampler: Sampler, schedule: Schedule, base):
+def _heun(sampler: Sampler, schedule: Schedule, base, **_):
     sig = _ve_grid(sampler, schedule)
     if sig[-1] != 0:
         raise ValueError(f"HeunDiscreteScheduler ends at sigma 0; this schedule ends at {sig[-1]}")
@@ -206,8 +304,13 @@ def to_diffusers(sampler: Sampler, schedule: Schedule, base=None, *, psd=None,
     sampler : Sampler
         One of :data:`EXPORTERS` (with its options).
     schedule : Schedule
-        A chained schedule ending at the clean level, e.g. from
-        :func:`symspec.design.design_schedule`.
+        A schedule ending at the clean level, e.g. from :func:`symspec.design_schedule`.
+        DDPM and DDIM also run non-chained schedules (``chained=False`` designs), through a
+        paired scheduler (:func:`symspec.diffusers.paired.paired_scheduler`) whose
+        configuration holds the (timestep, previous timestep) pairs; with ``psd`` those
+        integer pairs are refined for the objective after rounding (one training timestep
+        near the clean end is a large step in log-SNR).  The other samplers take chained
+        schedules.
     base : diffusers scheduler, optional
         Its configuration (training betas, ``num_train_timesteps``, ``prediction_type``) is
         kept; options that make a scheduler non-linear (clipping, thresholding) are off.
@@ -219,7 +322,8 @@ def to_diffusers(sampler: Sampler, schedule: Schedule, base=None, *, psd=None,
     -------
     diffusers scheduler
         After ``set_timesteps``; its attribute ``symspec_export`` is a dict with
-        ``scheduler``, ``timesteps`` (integer grids; else ``None``), ``levels`` (the noisy
+        ``scheduler``, ``timesteps`` (integer grids; else ``None``), ``prev_timesteps``
+        (paired schedulers; else ``None``), ``levels`` (the noisy
         levels the scheduler runs, in the sampler's space: its float32 sigmas where it
         keeps sigmas), ``max_logsnr_error`` (largest change of a level by the export) and,
         with ``psd``, ``objective_designed``, ``objective_exported`` (the objective on the
@@ -239,16 +343,14 @@ def to_diffusers(sampler: Sampler, schedule: Schedule, base=None, *, psd=None,
     if exporter is None:
         raise ValueError(f"no diffusers scheduler runs sampler {sampler.name!r} on a custom "
                          f"grid; exportable samplers: symspec.{', symspec.'.join(_EXPORTABLE)}")
-    if not schedule.chained:
-        raise ValueError("only chained schedules (each step starting where the previous one "
-                         "ended) can be exported")
     if schedule.space == "vp" and schedule.start[0] == 0:
         raise ValueError("a zero-terminal-SNR schedule (alpha-bar 0) cannot be exported: "
                          "integer-timestep schedulers divide by alpha-bar and sigmas would be "
                          "infinite")
-    sch, exported = exporter(sampler, schedule, base)
+    sch, exported = exporter(sampler, schedule, base, psd=psd, divergence=divergence)
     report = {"scheduler": type(sch).__name__,
               "timesteps": exported.meta.get("timesteps"),
+              "prev_timesteps": exported.meta.get("prev_timesteps"),
               "levels": exported.to_space(sampler.space).start.tolist(),
               "max_logsnr_error": float(np.max(np.abs(_logsnr(exported) - _logsnr(schedule))))}
     if psd is not None:
