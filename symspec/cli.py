@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import io
 import json
 import os
@@ -460,11 +461,23 @@ def _design_args(p):
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _start(text: str) -> float | str:
+    """``--start``: ``honest``, ``free`` or a number."""
+    if text in ("honest", "free"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'honest', 'free' or a number, got {text!r}")\
+            from None
+
+
 def _design_kwargs(args, smp) -> dict:
     from .schedules import training_alphas_cumprod
 
     kw = {"start": args.start, "end": args.end, "space": args.space,
-          "zero_terminal_snr": args.zero_terminal_snr}
+          "zero_terminal_snr": args.zero_terminal_snr, "kl_tolerance": args.kl_tolerance,
+          "chained": not args.unchained}
     if args.level_range:
         kw["level_range"] = tuple(args.level_range)
     if args.base:
@@ -495,7 +508,15 @@ def add_design(sub):
     p.add_argument("--out", required=True, help="schedule JSON path")
     p.add_argument("--space", choices=SPACES,
                    help="units of --start/--end/--level-range (default: the sampler's)")
-    p.add_argument("--start", type=float, help="fix the first (noisiest) level")
+    p.add_argument("--start", type=_start, default="honest",
+                   help="the first (noisiest) level: 'honest' (free, but the initial latent "
+                   "within --kl-tolerance nats of the data's noisy marginal), 'free' (no "
+                   "constraint: relies on an exact denoiser off the data), or a number")
+    p.add_argument("--kl-tolerance", type=float, default=0.01,
+                   help="tolerance of the honest start, in nats")
+    p.add_argument("--unchained", action="store_true",
+                   help="design both levels of every step (the level the denoiser is told "
+                   "and the level stepped to), as DDIMScheduler's stride rule does")
     p.add_argument("--end", type=float, help="fix the final level (default: clean)")
     p.add_argument("--level-range", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="keep every level inside [MIN, MAX]")
@@ -515,15 +536,22 @@ def cmd_design(args) -> int:
     sched = design_schedule(smp, psd, args.steps, args.divergence, **_design_kwargs(args, smp))
     outputs = [(args.out, sched.to_json(), "--out")]
     if args.plot:
-        from .plotting import plot_spectra
+        from .design.optimise import baseline_schedules
+        from .plotting import plot_schedules, plot_spectra
 
-        fig, ax = _figure()
-        plot_spectra(psd, {f"designed, N={args.steps}": spectral_response(smp, sched, psd)},
-                     ax=ax[0, 0])
+        base = baseline_schedules(smp, args.steps)["linear/leading"]
+        fig, ax = _figure(2)
+        plot_spectra(psd, {"designed": spectral_response(smp, sched, psd),
+                           "linear/leading": spectral_response(smp, base, psd)}, ax=ax[0, 0])
+        plot_schedules({"designed": sched, "linear/leading": base}, ax=ax[0, 1])
+        fig.suptitle(f"{smp.name}, N={args.steps}, {args.divergence} design")
         outputs.append((args.plot, _png_bytes(fig), "--plot"))
     write_outputs(outputs)
     m = sched.meta
-    levels = sched.alpha_bar if smp.space == "vp" else sched.sigmas
+    if sched.chained:
+        levels = sched.alpha_bar if smp.space == "vp" else sched.sigmas
+    else:
+        levels = np.stack([sched.start, sched.end], axis=1).ravel()
     if args.json:
         print(json.dumps({**m, "levels": levels.tolist(), "space": smp.space, "out": args.out}))
     else:
@@ -532,7 +560,12 @@ def cmd_design(args) -> int:
               f"{m['iterations']} iterations from the {m['start']} start, "
               f"{'converged' if m['converged'] else 'NOT converged: ' + m['message']}")
         name = "alpha-bar" if smp.space == "vp" else "sigma"
+        if not sched.chained:
+            name += " (start, end) of each step"
         print(f"{name}: " + " ".join(f"{v:.6g}" for v in levels))
+        print(f"start: {m['start_rule']}, initial-latent KL {m['initial_kl']:.3g} nats")
+        if args.plot:
+            print(f"figure written to {args.plot}")
         print(f"schedule written to {args.out}")
     return 0
 
@@ -548,7 +581,7 @@ def add_compare(sub):
 
 
 def cmd_compare(args) -> int:
-    from .design.optimise import baseline_schedules, design_schedule, objective
+    from .design.optimise import baseline_schedules, design_schedule, initial_kl, objective
     from .numeric.response import spectral_response
 
     _check_outputs((args.plot, "--plot"))
@@ -557,11 +590,17 @@ def cmd_compare(args) -> int:
     designed = _read_schedule(args.schedule) if args.schedule else None
     if designed is not None and designed.steps != args.steps:
         raise ValueError(f"--schedule has {designed.steps} steps, not --steps {args.steps}")
+    mine = {"designed": designed}
     if designed is None:
-        designed = design_schedule(smp, psd, args.steps, args.divergence)
-    cands = {"designed": designed, **baseline_schedules(smp, args.steps, args.beta_schedule)}
+        design = functools.partial(design_schedule, smp, psd, args.steps, args.divergence)
+        mine = {"designed": design()}
+        if args.steps > 1:
+            mine["designed, non-chained"] = design(chained=False)
+        mine["designed, free start"] = design(start="free")
+    cands = {**mine, **baseline_schedules(smp, args.steps, args.beta_schedule)}
     _check_eta(smp, cands)
     score = {k: objective(smp, s, psd, args.divergence) for k, s in cands.items()}
+    kl = {k: initial_kl(s.space, float(s.start[0]), psd, s.init_var) for k, s in cands.items()}
     order = sorted(score, key=score.get)
     if args.plot:
         from .plotting import plot_spectra
@@ -574,15 +613,20 @@ def cmd_compare(args) -> int:
         write_outputs([(args.plot, _png_bytes(fig), "--plot")])
     if args.json:
         print(json.dumps({"sampler": smp.name, "options": dict(smp.options), "steps": args.steps,
-                          "divergence": args.divergence, "objective": score}))
+                          "divergence": args.divergence, "objective": score,
+                          "initial_kl": kl,
+                          "chained": {k: cands[k].chained for k in cands}}))
     else:
         print(f"{smp.name} {dict(smp.options)}, {args.steps} steps, {args.divergence} "
-              f"(sum(psd) = {psd.sum():.6g}); ratio = objective / designed; chained = each "
-              "step starts where the previous ended (DDIMScheduler's stride rule is not)")
-        print(f"{'schedule':28} {'objective':>12} {'ratio':>8} {'chained':>8}")
+              f"(sum(psd) = {psd.sum():.6g}); lower is better; ratio = objective / designed; "
+              "chained = each step starts where the previous ended (DDIMScheduler's stride "
+              "rule is not); initial KL = KL(latent || data's noisy marginal) at the start, "
+              "in nats: above 0.01 the schedule relies on an exact denoiser off the data")
+        print(f"{'schedule':28} {'objective':>12} {'ratio':>8} {'chained':>8} "
+              f"{'initial KL':>11}")
         for k in order:
             print(f"{k:28} {score[k]:12.6g} {score[k] / score['designed']:8.3f} "
-                  f"{'yes' if cands[k].chained else 'no':>8}")
+                  f"{'yes' if cands[k].chained else 'no':>8} {kl[k]:11.3g}")
     return 0
 
 

@@ -172,7 +172,8 @@ def plot_schedules(schedules: dict, ax=None):
 
     Each chained schedule (``{label: Schedule}``, VP or VE) is drawn through its ``N + 1``
     levels at fractions ``0, 1/N, ..., 1``; a clean final level (infinite log-SNR) is left
-    out.
+    out.  A non-chained schedule is drawn as its steps: a segment from the level each step
+    starts from (at ``i/N``) to the level it goes to (at ``(i+1)/N``).
 
     Examples
     --------
@@ -183,7 +184,16 @@ def plot_schedules(schedules: dict, ax=None):
     """
     ax = _axes(ax)
     for label, sched in schedules.items():
-        ab = sched.alpha_bar
+        vp = sched.to_space("vp")
+        if not vp.chained:
+            n = vp.steps
+            with np.errstate(divide="ignore"):
+                u0, u1 = (np.log(a / (1 - a)) for a in (vp.start, vp.end))
+            x = np.stack([np.arange(n), np.arange(1, n + 1), np.full(n, np.nan)], 1) / n
+            y = np.stack([u0, np.where(np.isfinite(u1), u1, np.nan), np.full(n, np.nan)], 1)
+            ax.plot(x.ravel(), y.ravel(), ".-", label=f"{label} (steps)")
+            continue
+        ab = vp.alpha_bar
         keep = ab < 1
         frac = np.linspace(0, 1, ab.size)[keep]
         ax.plot(frac, np.log(ab[keep] / (1 - ab[keep])), ".-", label=label)

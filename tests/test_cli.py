@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
+import symspec
 from symspec.cli import main
 from symspec.schedules import training_alphas_cumprod
 from symspec.symbolic.symbols import lam, level
@@ -486,3 +487,29 @@ def test_response_of_euler_on_linspace_is_chained(capsys):
     want = radial_profile(symspec.spectral_response(symspec.EULER, sched,
                                                     np.full((4, 4), 0.25)).output_psd)[1]
     np.testing.assert_allclose(json.loads(out)["output_psd"], want, rtol=1e-12)
+
+
+def test_compare_ranks_every_design_with_its_initial_kl(capsys):
+    # issue 16/17: the chained, non-chained and free-start designs beside every heuristic
+    assert main(["compare", "--psd", "powerlaw:2:8", "--sampler", "ddim", "--steps", "4",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    score, kl, chained = out["objective"], out["initial_kl"], out["chained"]
+    assert {"designed", "designed, non-chained", "designed, free start"} <= set(score)
+    assert chained["designed"] and not chained["designed, non-chained"]
+    assert kl["designed"] <= 0.01 * (1 + 1e-9) and kl["designed, non-chained"] <= 0.01 * (1 + 1e-9)
+    assert score["designed, non-chained"] <= score["designed"]
+    assert score["designed, free start"] <= score["designed"]
+
+
+def test_design_unchained_and_start_rules(tmp_path, capsys):
+    out = tmp_path / "s.json"
+    assert main(["design", "--psd", "powerlaw:2:8", "--sampler", "ddpm", "--steps", "3",
+                 "--unchained", "--start", "free", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "(start, end) of each step" in text and "start: free" in text
+    s = symspec.Schedule.from_json(out.read_text())
+    assert not s.chained and s.meta["start_rule"] == "free"
+    code, _, err = run(capsys, "design", "--psd", "powerlaw:2:8", "--start", "clean", "--out",
+                       str(out))
+    assert_one_line_error(code, err, "expected 'honest', 'free' or a number")
