@@ -35,6 +35,7 @@ training schedules), restarted after a failed line search; the best result is re
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass, replace
@@ -47,6 +48,7 @@ from scipy.special import expit, softmax
 
 from .._checks import Space, check_space, check_type, number, validate_psd
 from ..numeric.core import TAPE_BYTES, run, vjp
+from ..numeric.response import compress
 from ..schedules import (
     BETA_SCHEDULES,
     SPACINGS,
@@ -68,6 +70,8 @@ __all__ = ["design_schedule", "objective", "baseline_schedules", "initial_kl", "
 LOGSNR_RANGE = (-15.0, 15.0)
 #: Starting schedules of the search (their log-SNR shapes).
 STARTS = ("uniform_logsnr", "cosine", "linear")
+#: Iterations every start shape gets before only the best one goes on.
+_SCREEN = 15
 #: Smallest total gap between consecutive free levels, as a fraction of their log-SNR range.
 _MIN_GAP = 1e-6
 #: Bound on the free parameters: step-size ratios up to exp(2 * _THETA_MAX).  Optima where
@@ -137,6 +141,16 @@ def _check_psd(psd, kind: str, weights):
     return lam, w
 
 
+def _compressed(lam: np.ndarray, w):
+    """Distinct variances and their total weights: every divergence is a weighted sum over
+    modes of a function of the mode's variance and output, so this is exact
+    (:func:`symspec.numeric.response.compress`)."""
+    u, inv = compress(lam)
+    if inv is None:
+        return lam, w
+    return u, np.bincount(inv, weights=None if w is None else w, minlength=u.size).astype(float)
+
+
 def objective(sampler: Sampler, schedule: Schedule, psd, divergence: str = "w2", *,
               weights=None, prediction_type: PredictionType = "epsilon", gradient: bool = False):
     """The divergence between ``psd`` and the output spectrum of ``sampler`` on ``schedule``.
@@ -166,7 +180,7 @@ def objective(sampler: Sampler, schedule: Schedule, psd, divergence: str = "w2",
     check_type(sampler, Sampler, "sampler")
     check_type(schedule, Schedule, "schedule")
     _check_kind(divergence)
-    lam, w = _check_psd(psd, divergence, weights)
+    lam, w = _compressed(*_check_psd(psd, divergence, weights))
     sched = schedule.to_space(sampler.space)
     if not gradient:
         fw = run(sampler, sched, lam, prediction_type=prediction_type)
@@ -364,8 +378,11 @@ def _honest_logsnr(lam: np.ndarray, par: _Param, tol: float) -> float:
     return lo
 
 
-def _search(sampler, par: _Param, lam, w, divergence, prediction_type, starts, maxiter):
-    """Chained design from each start shape: ``{name: (J, theta, nit, nfev, ok, msg)}``."""
+def _search(sampler, par: _Param, lam, w, divergence, prediction_type, starts, maxiter,
+            screen_only: bool = False):
+    """Chained design from each start shape: ``{name: (J, theta, nit, nfev, ok, msg)}``;
+    every start gets a few screening iterations, then the best one runs to convergence
+    (not with ``screen_only``)."""
     free = np.zeros(par.steps + 1, dtype=bool)
     free[par.first is not None:par.steps] = True
 
@@ -379,8 +396,8 @@ def _search(sampler, par: _Param, lam, w, divergence, prediction_type, starts, m
         return J, par.chain(_grid_gradient(gs, ge), dV0, s, dv)
 
     x = (np.arange(par.m) + 1.0) / (par.m + 1)
-    results = {}
-    for name in starts:
+    results, funs = {}, {}
+    for name in starts:  # screening: a few iterations from every start shape
         theta0 = par.theta_for(par.lo + (par.hi - par.lo) * _start_shape(name, x))
         if par.m == 0:
             results[name] = (evaluate(theta0)[0], theta0, 0, 1, True, "no free level")
@@ -391,8 +408,64 @@ def _search(sampler, par: _Param, lam, w, divergence, prediction_type, starts, m
             J, g = evaluate(theta)
             return J / scale, g / scale
 
-        results[name] = _scaled(_lbfgsb(fun, theta0, maxiter), scale)
+        funs[name] = fun, scale
+        results[name] = _scaled(_lbfgsb(fun, theta0, min(_SCREEN, maxiter)), scale)
+    if funs and not screen_only:  # then only the best start runs to convergence
+        best = min(funs, key=lambda k: (results[k][0], starts.index(k)))
+        fun, scale = funs[best]
+        _, theta, nit, nfev, _, _ = results[best]
+        if nit >= _SCREEN and maxiter > nit:
+            f, theta, nit2, nfev2, ok, msg = _lbfgsb(fun, theta, maxiter - nit)
+            results[best] = (f * scale, theta, nit + nit2, nfev + nfev2, ok, msg)
     return results
+
+
+def _honest_search(sampler, par: _Param, full, lam, w, divergence, prediction_type, starts,
+                   maxiter, tol):
+    """The design with the honest start: the first level at most as clean as
+    :func:`_honest_logsnr`.  The constraint is one bound on the first level.  If a short
+    screening of the free search already starts too clean, the design pinned at the bound
+    is made first, and kept unless the objective falls as the first level gets noisier (the
+    first-order condition); otherwise, or then, the free design is made and kept if it
+    satisfies the bound."""
+    u_max = _honest_logsnr(full, par, tol)
+    level = float(_from_logsnr(np.array([u_max]), par.space)[0][0])
+    pinned = replace(par, first=level, lo=max(par.lo, u_max))
+
+    def first_logsnr(p, res):
+        return _logsnr(float(p.grid(min(res.values(), key=lambda r: r[0])[1])[0][0]), p.space)
+
+    screen = _search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter, True)
+    if first_logsnr(par, screen) <= u_max:  # it starts noisy enough: the bound may not bind
+        free = _search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter)
+        if first_logsnr(par, free) <= u_max + 1e-12:
+            return {**free, "_par": par}
+    res = _search(sampler, pinned, lam, w, divergence, prediction_type, starts, maxiter)
+    grid = pinned.grid(min(res.values(), key=lambda r: r[0])[1])[0]
+    sched = Schedule(grid[:-1], grid[1:], par.space, pinned.init_variance(grid))
+    first = np.arange(par.steps + 1) == 0
+    _, gs, _, gV, _ = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
+                                      (first[:-1], first[1:]))
+    dv = gs[0] + (gV * 2 * grid[0] if par.init_var is None and par.space == "ve" else 0)
+    if dv * _from_logsnr(np.array([u_max]), par.space)[1][0] <= 0:  # dJ/d(log-SNR) <= 0:
+        return {**res, "_par": pinned}  # it would rather start cleaner; the bound is active
+    free = _search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter)
+    if first_logsnr(par, free) <= u_max + 1e-12:
+        return {**free, "_par": par}
+    return {**res, "_par": pinned}
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """Threaded BLAS inside L-BFGS-B's and the adjoint's small products costs more than it
+    saves (and much more on a loaded machine)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn installs it
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 def _scaled(res, scale):
@@ -585,7 +658,8 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
     """
     check_type(sampler, Sampler, "sampler")
     _check_kind(divergence)
-    lam, w = _check_psd(psd, divergence, weights)
+    full, w = _check_psd(psd, divergence, weights)
+    lam, w = _compressed(full, w)
     if start is None:
         start = "honest"
     if isinstance(start, str) and start not in ("honest", "free"):
@@ -605,15 +679,11 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
         raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
     if not chained and par.steps < 2:
         raise ValueError("chained=False needs steps >= 2 (one step has nothing to shift)")
-    results = _search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter)
-    if rule == "honest":
-        u_max = _honest_logsnr(lam, par, tol)
-        best = min(results.values(), key=lambda r: r[0])
-        if _logsnr(float(par.grid(best[1])[0][0]), par.space) > u_max:  # too clean: pin it
-            level = float(_from_logsnr(np.array([u_max]), par.space)[0][0])
-            par = replace(par, first=level, lo=max(par.lo, u_max))
-            results = _search(sampler, par, lam, w, divergence, prediction_type, starts,
-                              maxiter)
+    with _one_blas_thread():
+        results = _honest_search(sampler, par, full, lam, w, divergence, prediction_type,
+                                 starts, maxiter, tol) if rule == "honest" else \
+            _search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter)
+        par = results.pop("_par", par)
     best = min(results, key=lambda k: (results[k][0], starts.index(k)))
     J, theta, nit, nfev, ok, msg = results[best]
     grid = par.grid(theta)[0]
@@ -631,7 +701,7 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
             "options": {k: v if isinstance(v, int | float | str | bool) else repr(v)
                         for k, v in sampler.options}, "prediction_type": prediction_type,
             "start_rule": rule, "chained": sched.chained,
-            "initial_kl": initial_kl(par.space, float(sched.start[0]), lam, sched.init_var)}
+            "initial_kl": initial_kl(par.space, float(sched.start[0]), full, sched.init_var)}
     if not ok:
         warnings.warn(f"schedule design for {sampler.name!r} with {par.steps} steps did not "
                       f"converge ({msg}); meta['converged'] is False", DesignWarning,

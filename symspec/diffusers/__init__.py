@@ -7,6 +7,6 @@ from . import verify as verify
 from .export import EXPORTERS as EXPORTERS
 from .export import level_range as level_range
 from .export import to_diffusers as to_diffusers
-from .paired import paired_scheduler as paired_scheduler
 from .interop import SUPPORTED_SCHEDULERS as SUPPORTED_SCHEDULERS
 from .interop import from_diffusers as from_diffusers
+from .paired import paired_scheduler as paired_scheduler

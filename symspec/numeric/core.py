@@ -330,8 +330,9 @@ def _renormalise(tr, pool=None):
 
 def _record(traj, cov, tr, texp):
     with np.errstate(under="ignore", over="ignore"):  # the caller checks the output
-        traj[0].append(np.zeros(texp.size) if cov[0, 0] is None else cov[0, 0] + 0.0)
-        traj[1].append(np.ldexp(tr[0], texp))
+        zero = np.zeros(texp.size)  # entries may be None (exact zeros) or scalars
+        traj[0].append(zero + (0.0 if cov[0, 0] is None else cov[0, 0]))
+        traj[1].append(np.ldexp(zero + tr[0], texp))
 
 
 def _step_general(ent, k, cov, tr, mu, m, new):

@@ -13,7 +13,25 @@ from ..symbolic.denoiser import PredictionType
 from ..symbolic.engine import Sampler
 from .core import run
 
-__all__ = ["Response", "spectral_response"]
+__all__ = ["Response", "spectral_response", "compress", "CHUNK"]
+
+#: Modes per block of the run (its work arrays are a few times this size).
+CHUNK = 1 << 16
+
+
+def compress(lam: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The distinct values of the flat ``lam`` and the map back (``None``: not worth it).
+
+    The response of a mode depends on its variance only, so modes that share a value share
+    a response: an isotropic spectrum on an ``n x n`` grid has about ``n**2 / 8`` distinct
+    values.  Exact: every distinct value runs the same arithmetic as each of its modes.
+
+    >>> u, inv = compress(np.array([2.0, 1.0, 2.0, 2.0]))
+    >>> u.tolist(), inv.tolist()
+    ([1.0, 2.0], [1, 0, 1, 1])
+    """
+    u, inv = np.unique(lam, return_inverse=True)
+    return (u, inv.ravel()) if u.size <= 0.75 * lam.size else (lam, None)
 
 
 @dataclass(frozen=True)
@@ -85,19 +103,37 @@ def spectral_response(sampler: Sampler, schedule: Schedule, psd: ArrayLike, *,
     shape = grid.shape
     m = None if mean is None else validate_mean(mean, shape)
     sched = schedule.to_space(sampler.space)
-    fw = run(sampler, sched, grid.ravel(), prediction_type=prediction_type, mean=m,
-             trajectory=trajectory)
-    transfer = fw.transfer
+    lam, inv = grid.ravel(), None
+    if m is None:  # modes with equal variances have equal responses: run each value once
+        lam, inv = compress(lam)
+    n, K = lam.size, sched.steps + 1
+    transfer, log_tr, noise = np.empty(n), np.empty(n), np.empty(n)
+    out_mean = None if m is None else np.empty(n)
+    steps = (np.empty((K, n)), np.empty((K, n))) if trajectory else None
+    for lo in range(0, n, CHUNK):  # bounded work arrays, and cache-sized blocks
+        sl = slice(lo, min(n, lo + CHUNK))
+        fw = run(sampler, sched, lam[sl], prediction_type=prediction_type,
+                 mean=None if m is None else m[sl], trajectory=trajectory)
+        transfer[sl], log_tr[sl], noise[sl] = fw.transfer, fw.log_transfer, fw.noise
+        if out_mean is not None:
+            out_mean[sl] = fw.mean
+        if steps is not None:
+            for dst, src in zip(steps, fw.trajectory, strict=True):
+                dst[:, sl] = src
+    if inv is not None:
+        transfer, log_tr, noise = transfer[inv], log_tr[inv], noise[inv]
+        if steps is not None:
+            steps = (steps[0][:, inv], steps[1][:, inv])
     with np.errstate(under="ignore", over="ignore"):  # checked below
-        out = transfer * transfer * sched.init_var + fw.noise
+        out = transfer * transfer * sched.init_var + noise
     traj = None
-    if fw.trajectory is not None:
-        noise, tr = (np.stack(v).reshape(-1, *shape) for v in fw.trajectory)
+    if steps is not None:
+        s_noise, tr = (v.reshape(-1, *shape) for v in steps)
         with np.errstate(under="ignore", over="ignore"):
-            traj = {"variance": tr * tr * sched.init_var + noise, "transfer": tr}
-    res = Response(transfer.reshape(shape), fw.log_transfer.reshape(shape),
-                   fw.noise.reshape(shape), out.reshape(shape),
-                   None if fw.mean is None else fw.mean.reshape(shape), sched.init_var, traj)
+            traj = {"variance": tr * tr * sched.init_var + s_noise, "transfer": tr}
+    res = Response(transfer.reshape(shape), log_tr.reshape(shape), noise.reshape(shape),
+                   out.reshape(shape), None if out_mean is None else out_mean.reshape(shape),
+                   sched.init_var, traj)
     if not np.all(np.isfinite(res.output_psd)):
         raise ValueError("the output spectrum is not finite; check the schedule and psd ranges")
     return res
