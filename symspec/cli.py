@@ -26,7 +26,7 @@ from . import SAMPLERS, __version__
 from ._checks import SPACES
 from ._io import check_output, write_outputs
 from .design import DIVERGENCES
-from .schedules import BETA_SCHEDULES, SPACINGS
+from .schedules import BETA_SCHEDULES, SPACINGS, Schedule
 from .symbolic.samplers import DDIM
 
 __all__ = ["main", "build_parser", "parse_psd", "parse_option", "prev_rule", "COMMANDS"]
@@ -119,7 +119,7 @@ def _model_psd(kind: str, params: str | None, spec: str) -> np.ndarray:
     if kind == "powerlaw":
         from .spectra import power_law
 
-        return power_law((size, size), alpha)
+        return power_law((size, size), float(alpha))  # type: ignore[arg-type]
     if kind == "photos":
         from .spectra import photo_psd
 
@@ -433,7 +433,7 @@ def cmd_psd(args) -> int:
             for k, v in curves.items()}
     buf = io.BytesIO()
     np.savez(buf, psd=psd, n=n, **extra)
-    outputs = [(args.out, buf.getvalue(), "--out")]
+    outputs: list[tuple[str | Path, bytes | str, str]] = [(args.out, buf.getvalue(), "--out")]
     if args.plot:
         outputs.append((args.plot, _psd_figure({k: (v, fits[k]) for k, v in curves.items()}),
                         "--plot"))
@@ -534,7 +534,7 @@ def cmd_design(args) -> int:
     smp = _sampler(args)
     psd = parse_psd(args.psd)
     sched = design_schedule(smp, psd, args.steps, args.divergence, **_design_kwargs(args, smp))
-    outputs = [(args.out, sched.to_json(), "--out")]
+    outputs: list[tuple[str | Path, bytes | str, str]] = [(args.out, sched.to_json(), "--out")]
     if args.plot:
         from .design.optimise import baseline_schedules
         from .plotting import plot_schedules, plot_spectra
@@ -590,7 +590,7 @@ def cmd_compare(args) -> int:
     designed = _read_schedule(args.schedule) if args.schedule else None
     if designed is not None and designed.steps != args.steps:
         raise ValueError(f"--schedule has {designed.steps} steps, not --steps {args.steps}")
-    mine = {"designed": designed}
+    mine: dict[str, Schedule] = {} if designed is None else {"designed": designed}
     if designed is None:
         design = functools.partial(design_schedule, smp, psd, args.steps, args.divergence)
         mine = {"designed": design()}
@@ -601,7 +601,7 @@ def cmd_compare(args) -> int:
     _check_eta(smp, cands)
     score = {k: objective(smp, s, psd, args.divergence) for k, s in cands.items()}
     kl = {k: initial_kl(s.space, float(s.start[0]), psd, s.init_var) for k, s in cands.items()}
-    order = sorted(score, key=score.get)
+    order = sorted(score, key=lambda k: score[k])
     if args.plot:
         from .plotting import plot_spectra
 
@@ -701,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add_parser(name, **kw):  # every subcommand: defaults shown, the exit-status epilog
         return real_add(name, formatter_class=_Formatter, epilog=EPILOG, **kw)
 
-    sub.add_parser = add_parser
+    sub.add_parser = add_parser  # type: ignore[method-assign]
     for add, _ in COMMANDS.values():
         add(sub)
     return p

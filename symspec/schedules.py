@@ -77,7 +77,7 @@ class Schedule:
     start: np.ndarray
     end: np.ndarray
     space: str = "vp"
-    init_var: float | None = None
+    init_var: float = None  # type: ignore[assignment]  # None: the space's default (below)
     meta: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
@@ -133,7 +133,7 @@ class Schedule:
         if np.any(np.diff(a) <= 0):
             raise ValueError("alpha_bar must increase strictly (noisiest first); position "
                              f"{int(np.argmax(np.diff(a) <= 0)) + 1} does not")
-        return cls(a[:-1], a[1:], "vp", init_var)
+        return cls(a[:-1], a[1:], "vp", init_var)  # type: ignore[arg-type]
 
     @classmethod
     def from_sigmas(cls, sigmas, init_var: float | None = None) -> Schedule:
@@ -144,7 +144,7 @@ class Schedule:
         if np.any(np.diff(a) >= 0):
             raise ValueError("sigmas must decrease strictly (noisiest first); position "
                              f"{int(np.argmax(np.diff(a) >= 0)) + 1} does not")
-        return cls(a[:-1], a[1:], "ve", init_var)
+        return cls(a[:-1], a[1:], "ve", init_var)  # type: ignore[arg-type]
 
     # -- views ------------------------------------------------------------------------
     @property
@@ -262,6 +262,7 @@ def inference_timesteps(num_inference_steps: int, num_train_timesteps: int = 100
     N, T = num_inference_steps, num_train_timesteps
     if not isinstance(N, int) or not 1 <= N <= T:
         raise ValueError(f"num_inference_steps must be an int from 1 to {T}, got {N!r}")
+    ts: np.ndarray
     if timestep_spacing == "linspace":
         ts = np.linspace(0, T - 1, N).round()[::-1]
     elif timestep_spacing == "leading":

@@ -667,7 +667,7 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
     tol = number(kl_tolerance, "kl_tolerance", low=0, low_open=True)
     if not isinstance(chained, bool):
         raise TypeError(f"chained must be True or False, got {chained!r}")
-    rule = start if isinstance(start, str) else "fixed"
+    rule: str = start if isinstance(start, str) else "fixed"
     if zero_terminal_snr and rule in ("honest", "free"):
         rule = "zero terminal SNR"
     par = _constraints(sampler, steps, space, None if isinstance(start, str) else start, end,

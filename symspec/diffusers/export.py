@@ -183,7 +183,7 @@ def _paired(sampler: Sampler, schedule: Schedule, base, cls_name: str, psd=None,
         pairs = _refine_pairs(sampler, ab, pairs, psd, divergence)
     cls = paired_scheduler(cls_name)
     cfg = {k: v for k, v in dict(sch0.config).items() if not k.startswith("_")}
-    keep = set(inspect.signature(cls.__init__).parameters)
+    keep = set(inspect.signature(cls).parameters)
     cfg = {k: v for k, v in {**cfg, **_LINEAR_OFF, **overrides}.items() if k in keep}
     sch = cls(**cfg, timestep_pairs=pairs.tolist())
     sch.set_timesteps(len(pairs))

@@ -306,11 +306,12 @@ def _print_backend(m: StepMap, backend: str) -> BackendMap:
     exprs: dict = {}  # level expression -> its index among the returned coefficients
     entries, k = [], 0
     for kind, i, j, nn, nd in layout:
-        cs = flat[k:k + nn + nd]
+        coeffs = flat[k:k + nn + nd]
         k += nn + nd
         if kind == "C":
             continue
-        cs = [_static(c) if not c.free_symbols else exprs.setdefault(c, len(exprs)) for c in cs]
+        cs = [_static(c) if not c.free_symbols else exprs.setdefault(c, len(exprs))
+              for c in coeffs]
         entries.append((kind, i, j, tuple(cs[:nn]), tuple(cs[nn:])))
     dynamic = [_numeric_constants(e) for e in exprs]
     fn = sp.lambdify(list(m.levels), dynamic, modules=backend, cse=True, docstring_limit=0)

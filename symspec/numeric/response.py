@@ -118,6 +118,7 @@ def spectral_response(sampler: Sampler, schedule: Schedule, psd: ArrayLike, *,
         if out_mean is not None:
             out_mean[sl] = fw.mean
         if steps is not None:
+            assert fw.trajectory is not None
             for dst, src in zip(steps, fw.trajectory, strict=True):
                 dst[:, sl] = src
     if inv is not None:

@@ -14,6 +14,7 @@ import functools
 import math
 from dataclasses import dataclass
 from numbers import Real
+from typing import Any
 
 import numpy as np
 
@@ -130,7 +131,11 @@ class SpectrumAccumulator:
         if ndim not in (1, 2):
             raise ValueError(f"ndim must be 1 or 2 spatial axes, got {ndim!r}")
         self.ndim, self.channels, self.window = ndim, bool(channels), window
-        self.n, self.mean, self.m2, self.shape, self._w = 0, None, None, None, None
+        self.n = 0
+        self.mean: Any = None  # running sums (arrays after the first batch)
+        self.m2: Any = None
+        self.shape: tuple[int, ...] | None = None
+        self._w: np.ndarray | None = None
         self.exponent = 0  # the running sums are in units of 2**exponent (see Notes)
 
     def update(self, batch, name: str = "samples") -> None:
@@ -187,6 +192,7 @@ class SpectrumAccumulator:
             half = self.m2 / (self.n - 1)
         else:
             half = (self.m2 + self.n * _outer(self.mean, self.channels)) / self.n
+        assert self.shape is not None  # checked above: some samples were added
         return _full_grid(half, self.ndim, self.shape[self.ndim - 1])
 
     def covariance(self, remove_mean: bool = True) -> np.ndarray:
