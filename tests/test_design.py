@@ -32,8 +32,12 @@ def ab2(c, x, e_prev):
     return c.p.alpha * x0 + c.p.sigma * e_use, e
 
 
+from test_numeric import carried_noise, twice_denoised  # noqa: E402
+
 CASES = [pytest.param(s, id=n) for n, s in SAMPLERS.items()] + [
-    pytest.param(symspec.DDIM(eta=0.5), id="ddim-eta0.5"), pytest.param(ab2, id="user-ab2")]
+    pytest.param(symspec.DDIM(eta=0.5), id="ddim-eta0.5"), pytest.param(ab2, id="user-ab2"),
+    pytest.param(carried_noise, id="user-carried-noise"),
+    pytest.param(twice_denoised, id="user-twice-denoised")]
 PSD = np.array([0.003, 0.1, 1.0, 4.0, 30.0])
 
 
@@ -95,9 +99,16 @@ def _mp_objective(smp, grid, V):
     return total
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ddim", "heun", "dpmpp"])
+MP_CASES = {**{n: SAMPLERS[n] for n in ("ddpm", "ddim", "heun", "dpmpp", "euler_ancestral")},
+            "ddim-eta0.5": symspec.DDIM(eta=0.5), "user-ab2": ab2,
+            "user-carried-noise": carried_noise, "user-twice-denoised": twice_denoised}
+
+
+@pytest.mark.parametrize("name", MP_CASES)
 def test_gradient_matches_mpmath(name, worst):
-    smp = SAMPLERS[name]
+    """objective(gradient=True) against 40-digit central differences of the objective
+    composed from the derived SymPy maps: independent of the numeric layer's forward pass."""
+    smp = MP_CASES[name]
     grid = _grid(smp)
     J, g, _ = objective(smp, _make(smp, grid), PSD, gradient=True)
     mp.mp.dps = 40
@@ -391,3 +402,70 @@ def test_honest_start_keeps_the_initial_latent_within_tolerance():
         design_schedule(DDIM, psd, 3, start="clean")
     with pytest.raises(ValueError, match="kl_tolerance must be a finite number > 0"):
         design_schedule(DDIM, psd, 3, kl_tolerance=0)
+
+
+def _mp_objective_steps(smp, start, end, V):
+    """W2 in 40-digit arithmetic from the derived maps, for any (start, end) pairs of a
+    one-step sampler (no history)."""
+    assert smp.history == 0
+    n, total = len(start), mp.mpf(0)
+    for lam in PSD:
+        S, T = mp.mpf(0), mp.mpf(1)
+        for i in range(n):
+            m = derive(smp, variant(smp, i, n))
+            sub = {m.levels[0]: sp.Float(repr(float(start[i])), 45),
+                   m.levels[1]: sp.Float(repr(float(end[i])), 45),
+                   LAM: sp.Float(repr(float(lam)), 45)}
+            a = mp.mpf(str(sp.N(m.A[0, 0].subs(sub), 45)))
+            S, T = a * a * S + mp.mpf(str(sp.N(m.Q[0, 0].subs(sub), 45))), a * T
+        P = T**2 * mp.mpf(repr(float(V))) + S
+        total += (mp.sqrt(mp.mpf(repr(float(lam)))) - mp.sqrt(P)) ** 2
+    return total
+
+
+@pytest.mark.parametrize("smp", [symspec.EULER, symspec.EULER_ANCESTRAL],
+                         ids=["euler", "euler_ancestral"])
+def test_ve_initial_variance_term_of_the_gradient(smp):
+    """In VE the default latent has variance sigma_0**2 + 1, which moves with the first
+    level: dJ/dsigma_0 = g[0] + 2 sigma_0 dJ/dV.  Both terms against 40-digit central
+    differences in sigma_0 with V following it, and the design's parameterisation (which
+    adds the term itself) against the same differences through its grid."""
+    from symspec.design.optimise import _constraints, _unchained
+
+    grid = np.array([30.0, 3.0, 0.4, 0.0])
+    J, g, gv = objective(smp, Schedule.from_sigmas(grid), PSD, gradient=True)
+    mp.mp.dps = 40
+    try:
+        h = mp.mpf("1e-15")
+        s0 = mp.mpf(repr(float(grid[0])))
+        gr = [mp.mpf(repr(float(x))) for x in grid]
+
+        def J_at(s):  # V = sigma_0**2 + 1 follows the first level
+            return _mp_objective(smp, [s, *gr[1:]], s**2 + 1)
+
+        total = float((J_at(s0 + h) - J_at(s0 - h)) / (2 * h))
+        V = s0**2 + 1
+        dV = float((_mp_objective(smp, gr, V + h) - _mp_objective(smp, gr, V - h)) / (2 * h))
+        assert gv == pytest.approx(dV, rel=1e-10)
+        assert g[0] + 2 * grid[0] * gv == pytest.approx(total, rel=1e-10)
+        assert abs(2 * grid[0] * gv) > 0.1 * abs(total)  # the term matters here
+        # the design's map theta -> grid (first level free, V its default) and its gradient
+        par = _constraints(smp, 3, None, None, None, None, False, None)
+        assert par.first is None and par.init_var is None
+        theta = np.array([0.3, -0.2, 0.1])[:par.m]
+        fun, schedule = _unchained(smp, par, theta, PSD, None, "w2", "epsilon")
+        x = np.append(theta, np.zeros(par.steps - 1))  # phi = 0: the chained grid
+        sch = schedule(x)
+        assert sch.chained and sch.init_var == pytest.approx(sch.start[0] ** 2 + 1, rel=1e-15)
+        _, gx = fun(x)
+        for k in range(par.m):
+            e = np.zeros(x.size)
+            e[k] = 1e-6
+            vals = []
+            for sign in (1, -1):
+                sk = schedule(x + sign * e)  # not chained: phi = 0 is chained at x only
+                vals.append(_mp_objective_steps(smp, sk.start, sk.end, sk.init_var))
+            fd = float((vals[0] - vals[1]) / mp.mpf("2e-6"))
+            assert gx[k] == pytest.approx(fd, rel=1e-6, abs=1e-9 * np.abs(gx).max())
+    finally:
+        mp.mp.dps = 15

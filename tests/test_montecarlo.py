@@ -7,7 +7,7 @@ lie within 5 of them.
 
 import numpy as np
 import pytest
-from test_numeric import two_m
+from test_numeric import carried_noise, twice_denoised, two_m
 
 from symspec import DDIM, DDPM, SAMPLERS, Schedule, sample, spectral_response
 
@@ -24,7 +24,8 @@ def z_scores(x, r):
     return z_var.max(), z_mean.max()
 
 
-CASES = [DDPM, DDIM(eta=0.5), DDPM(variance="fixed_large"), two_m]
+CASES = [DDPM, DDIM(eta=0.5), DDPM(variance="fixed_large"), two_m, carried_noise,
+         twice_denoised]
 CASES += [s for name, s in sorted(SAMPLERS.items()) if name not in ("ddpm", "ddim")]
 
 

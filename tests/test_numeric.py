@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
+import symspec
 from symspec import DDIM, DDPM, Schedule, derive, sampler, spectral_response
 from symspec.ops import sqrt
 from symspec.symbolic.engine import variant
@@ -37,6 +38,26 @@ def two_m(c, x, d):
 @sampler()
 def half(c, x):
     return x / 2
+
+
+@sampler()
+def twice_denoised(c, x):
+    """Entries of degree 2 in lam with a negative lower coefficient: the gain
+    W**2 - 1/2, W = sqrt(ab) lam / D, has the numerator (ab**2 / 2) lam**2 - ... < 0."""
+    return c.x0(c.x0(x)) - x / 2
+
+
+@sampler(state=2, history=0)
+def carried_noise(c, x, w_prev):
+    """DDIM(1) whose noise mixes the fresh draw with the previous step's, which the state
+    carries: the noise covariance Q has off-diagonal entries, and the noise in x is
+    correlated from step to step."""
+    ab_t, ab_p = c.t.alpha_bar, c.p.alpha_bar
+    sig = sqrt((1 - ab_p) / (1 - ab_t) * (1 - ab_t / ab_p))
+    w = c.noise()
+    x_next = (sqrt(ab_p) * c.x0(x) + sqrt(1 - ab_p - sig**2) * c.eps(x)
+              + sig * (3 * w + 4 * w_prev) / 5)
+    return x_next, w
 
 
 @functools.cache
@@ -265,3 +286,98 @@ def test_output_mean_is_consistent():
         r = spectral_response(smp, sched, PSD, mean=MEAN)
         want = MEAN * (1 - math.sqrt(a) * r.transfer)  # cancels when sqrt(a) H ~ 1
         assert np.all(np.abs(r.output_mean - want) <= 1e-13 * np.abs(MEAN))
+
+
+# -- user samplers that reach code paths the built-ins do not ------------------------------
+
+@pytest.mark.parametrize("smp", [twice_denoised, carried_noise], ids=lambda s: s.name)
+def test_user_samplers_match_mpmath(smp, worst):
+    """twice_denoised: polynomials in lam of degree 2 with negative coefficients (Horner);
+    carried_noise: off-diagonal noise covariance in a multistep state."""
+    m = derive(smp)
+    if smp is carried_noise:
+        assert m.Q[0, 1] != 0
+    else:
+        num = sp.Poly(sp.numer(sp.together(m.gain)), lam)
+        assert num.degree() >= 2 and any(sp.sign(cf.subs(m.levels[0], sp.Rational(1, 3))
+                                                 .subs(m.levels[1], sp.Rational(1, 2))) < 0
+                                         for cf in num.all_coeffs()[1:])
+    sched = Schedule.from_alpha_bar(np.geomspace(1e-4, 1.0, 9))
+    worst("vs mpmath (50 digits): user samplers", assert_matches_mpmath(smp, sched, PSD, MEAN))
+
+
+def _mp_objective_levels(smp, start, end, psd, bar_noise, bar_transfer):
+    """sum(bar_noise * S_00 + bar_transfer * T_0) at 50 digits (derived maps, no numeric
+    layer), for a schedule given by its start and end levels."""
+    sched = Schedule(np.array(start, dtype=float), np.array(end, dtype=float), "vp", 1.0)
+    ref = mp_response(smp, sched, psd, np.zeros_like(psd))
+    return sum(mpmath.mpf(float(bn)) * r["noise_psd"] + mpmath.mpf(float(bt)) * r["transfer"]
+               for bn, bt, r in zip(bar_noise, bar_transfer, ref, strict=True))
+
+
+@pytest.mark.parametrize("smp", [twice_denoised, carried_noise, two_m], ids=lambda s: s.name)
+def test_vjp_matches_50_digit_central_differences(smp, worst):
+    """core.vjp against central differences of the 50-digit composition of the derived maps,
+    for every free start and end level of a non-chained schedule."""
+    from symspec.numeric.core import vjp
+
+    start = np.array([1e-3, 0.02, 0.15, 0.5])
+    end = np.array([0.03, 0.2, 0.6, 0.97])
+    psd = np.array([0.05, 1.0, 7.0])
+    rng = np.random.default_rng(4)
+    bn, bt = rng.normal(size=psd.size), rng.normal(size=psd.size)
+    free = (np.ones(4, dtype=bool), np.ones(4, dtype=bool))
+    gs, ge = vjp(smp, Schedule(start, end, "vp", 1.0), psd, bn, bt, free)
+    dev = 0.0
+    for which, g in ((0, gs), (1, ge)):
+        for j in range(4):
+            h = 1e-6 * (start, end)[which][j]
+            lv = [start.copy(), end.copy()]
+            lv[which][j] += h
+            up = _mp_objective_levels(smp, *lv, psd, bn, bt)
+            lv[which][j] -= 2 * h
+            dn = _mp_objective_levels(smp, *lv, psd, bn, bt)
+            h_exact = (mpmath.mpf(float((start, end)[which][j] + h))
+                       - mpmath.mpf(float((start, end)[which][j] - h))) / 2
+            fd = float((up - dn) / (2 * h_exact))  # truncation ~h**2: 1e-12 relative
+            scale = max(np.abs(gs).max(), np.abs(ge).max())
+            dev = max(dev, abs(g[j] - fd) / scale)
+    worst("core.vjp vs 50-digit central differences (/ max|g|)", dev)
+    assert dev < 1e-8
+
+
+# -- scale: exact mode compression and chunking (issue 14) ------------------------------
+@pytest.mark.parametrize("smp", [DDIM, DDPM, symspec.DPMPP(sde=True), symspec.UNIPC],
+                         ids=["ddim", "ddpm", "sde-dpmpp", "unipc"])
+def test_compression_and_chunking_are_exact(smp, monkeypatch):
+    import symspec.numeric.response as R
+
+    psd = symspec.spectra.power_law((24, 24))  # isotropic: about n^2/8 distinct values
+    s = Schedule.from_alpha_bar(np.linspace(0.02, 1.0, 9))
+    u, inv = R.compress(psd.ravel())
+    assert inv is not None and u.size < psd.size / 4
+    packed = spectral_response(smp, s, psd, trajectory=True)
+    monkeypatch.setattr(R, "compress", lambda lam: (lam, None))  # every mode on its own
+    monkeypatch.setattr(R, "CHUNK", 7)                            # in tiny blocks
+    plain = spectral_response(smp, s, psd, trajectory=True)
+    for a, b in [(packed.output_psd, plain.output_psd), (packed.transfer, plain.transfer),
+                 (packed.noise_psd, plain.noise_psd), (packed.log_transfer, plain.log_transfer),
+                 (packed.trajectory["variance"], plain.trajectory["variance"])]:
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+
+
+def test_compressed_objective_and_gradient_equal_the_mode_by_mode_sums(monkeypatch):
+    import symspec.design.optimise as O
+
+    psd = symspec.spectra.power_law((16, 16))
+    weights = np.random.default_rng(0).uniform(0, 2, psd.shape)
+    s = Schedule.from_alpha_bar([0.01, 0.2, 0.7, 1.0])
+    packed = [O.objective(DDPM, s, psd, d, weights=weights, gradient=True)
+              for d in ("w2", "kl")]
+    monkeypatch.setattr(O, "compress", lambda lam: (lam, None))
+    plain = [O.objective(DDPM, s, psd, d, weights=weights, gradient=True)
+             for d in ("w2", "kl")]
+    for (j1, g1, v1), (j2, g2, v2) in zip(packed, plain, strict=True):
+        assert j1 == pytest.approx(j2, rel=1e-12)
+        np.testing.assert_allclose(g1, g2, rtol=1e-11)
+        assert v1 == pytest.approx(v2, rel=1e-11)
