@@ -363,9 +363,13 @@ def add_psd(sub):
                        "PNG/JPEG images, a .npy/.npz stack of samples (samples first) or a WAV "
                        "file (Welch).  Saves arrays 'psd' and 'n' (and 'rate' for WAV).")
     p.add_argument("path", help="a folder of PNG/JPEG images, a .npy/.npz stack or a .wav file")
-    p.add_argument("--size", type=int, help="crop/patch size (images) or segment length (WAV)")
+    p.add_argument("--size", type=int, help="images: side of the square crop or patches "
+                   "(default: whole images, all of one size); WAV: segment length")
     p.add_argument("--mode", choices=["crop", "patches"],
-                   help="images: center crop or patches (default: whole images)")
+                   help="images: the central --size square of each image (crop), or every "
+                   "--size square patch, --stride pixels apart (patches).  Default with --size: "
+                   "patches (an image of exactly --size is one patch); without --size: whole "
+                   "images")
     p.add_argument("--stride", type=int, help="patch stride (default: --size, no overlap)")
     p.add_argument("--overlap", type=float, default=0.5, help="WAV: Welch segment overlap")
     p.add_argument("--color", action="store_true",
@@ -377,18 +381,44 @@ def add_psd(sub):
     p.add_argument("--plot", help="also save the radially averaged spectrum to this PNG")
 
 
+def _folder_estimate(args, path: Path, progress: bool):
+    """``_psd_estimate`` for a folder of images: ``--mode`` defaults to patches with --size."""
+    from .spectra.readers import ImageTooSmallError, folder_spectrum, image_files
+
+    if args.mode and args.size is None:
+        raise ValueError(f"--size is required with --mode {args.mode}")
+    if args.stride is not None and (args.mode or "patches") != "patches":
+        raise ValueError("--stride applies to --mode patches only")
+    mode = args.mode or ("patches" if args.size is not None else None)
+    try:
+        acc = folder_spectrum(path, args.size, mode=mode, stride=args.stride, color=args.color,
+                              window=args.window, progress=progress)
+    except ImageTooSmallError as exc:
+        h, w = exc.shape
+        raise ValueError(f"{exc.name}: image is {h}x{w}, smaller than --size {exc.size}: "
+                         f"--mode {exc.mode} cuts --size squares and never enlarges; use "
+                         f"--size {min(h, w)} or less") from None
+    files = len(image_files(path))
+    if mode is None:
+        what = "whole images (all of one size; give --size to cut patches)"
+    elif mode == "crop":
+        what = f"central {args.size}x{args.size} crops (--mode crop) of {files} images"
+    else:
+        stride = args.stride or args.size
+        what = (f"{args.size}x{args.size} patches, stride {stride}"
+                f"{' (no overlap)' if stride >= args.size else ''}, of {files} images (--mode "
+                f"patches{'' if args.mode else ', the default with --size'})")
+    return acc.psd(not args.keep_mean), acc.n, what, {}
+
+
 def _psd_estimate(args, path: Path):
     """``(psd, n, what, extra arrays)`` for a folder, a stack or a WAV file."""
     from .spectra import welch_psd, welch_segments
-    from .spectra.readers import folder_spectrum, read_wav, stack_spectrum
+    from .spectra.readers import read_wav, stack_spectrum
 
     progress = sys.stderr.isatty()
     if path.is_dir():
-        if args.mode and args.size is None:
-            raise ValueError(f"--size is required with --mode {args.mode}")
-        acc = folder_spectrum(path, args.size, mode=args.mode, stride=args.stride,
-                              color=args.color, window=args.window, progress=progress)
-        return acc.psd(not args.keep_mean), acc.n, "images or patches", {}
+        return _folder_estimate(args, path, progress)
     if not path.exists():
         raise ValueError(f"{path}: no such file or folder")
     if path.suffix in (".npy", ".npz"):
@@ -438,7 +468,7 @@ def cmd_psd(args) -> int:
         outputs.append((args.plot, _psd_figure({k: (v, fits[k]) for k, v in curves.items()}),
                         "--plot"))
     write_outputs(outputs)
-    print(f"psd: shape {psd.shape} from {n} {what} of {path}; mean {psd.mean():.5g} per mode; "
+    print(f"psd: shape {psd.shape} from {n} {what} in {path}; mean {psd.mean():.5g} per mode; "
           f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
     for label, fit in fits.items():
         if fit is not None:

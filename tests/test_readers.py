@@ -206,6 +206,58 @@ def test_cli_psd_wav_and_stack(tmp_path):
                                    atol=1e-12)
 
 
+def test_cli_psd_photos_of_any_size_default_patches(tmp_path, capsys, monkeypatch):
+    """``symspec psd ./my_images --size 32`` on ordinary photos of assorted sizes (JPEG and
+    PNG, RGB, none 32x32): the default is non-overlapping 32x32 patches, said in the
+    summary, and equal to cutting them by hand."""
+    from sklearn.datasets import load_sample_images
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_images").mkdir()
+    photos = load_sample_images().images
+    sizes = [(427, 640), (250, 333), (97, 130)]
+    for i, (photo, (h, w)) in enumerate(zip(photos * 2, sizes, strict=False)):
+        Image.fromarray(photo).resize((w, h)).save(tmp_path / "my_images" / f"p{i}.png")
+    seen = [R.read_image(p) for p in sorted((tmp_path / "my_images").iterdir())]
+    assert main(["psd", "./my_images", "--size", "32", "--out", "psd.npz"]) == 0
+    out = capsys.readouterr().out
+    patches = [a[i:i + 32, j:j + 32] for a in seen
+               for i in range(0, a.shape[0] - 31, 32) for j in range(0, a.shape[1] - 31, 32)]
+    assert f"from {len(patches)} 32x32 patches, stride 32 (no overlap), of 3 images" in out
+    assert "--mode patches, the default with --size" in out
+    with np.load(tmp_path / "psd.npz") as z:
+        assert int(z["n"]) == len(patches)
+        np.testing.assert_allclose(z["psd"], S.estimate_psd(np.stack(patches)), rtol=1e-10)
+    assert main(["psd", "./my_images", "--size", "32", "--mode", "crop", "--out",
+                 "crop.npz"]) == 0
+    assert "central 32x32 crops (--mode crop) of 3 images" in capsys.readouterr().out
+    assert int(np.load(tmp_path / "crop.npz")["n"]) == 3
+
+
+def test_cli_psd_help_states_the_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["psd", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Default with --size: patches" in text and "without --size: whole images" in text
+
+
+def test_image_smaller_than_size(tmp_path, capsys):
+    """An image smaller than --size: one line naming the file, --size and --mode."""
+    write_pngs(tmp_path / "imgs", [uint8((40, 50)), uint8((20, 30))])
+    with pytest.raises(R.ImageTooSmallError, match="img01.png: image is 20x30, smaller than "
+                       r"32x32.*at most 20") as info:
+        R.folder_spectrum(tmp_path / "imgs", 32, mode="patches")
+    assert (info.value.shape, info.value.size, info.value.mode) == ((20, 30), 32, "patches")
+    for extra in ([], ["--mode", "crop"]):
+        assert main(["psd", str(tmp_path / "imgs"), "--size", "32", *extra, "--out",
+                     str(tmp_path / "o.npz")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "img01.png: image is 20x30, smaller than --size 32" in err
+        assert f"--mode {extra[1] if extra else 'patches'} cuts" in err
+        assert "use --size 20 or less" in err
+    assert not (tmp_path / "o.npz").exists()
+
+
 @pytest.mark.parametrize(("setup", "args", "match"), [
     (lambda d: (d / "imgs").mkdir(), ["imgs"], "no PNG or JPEG"),
     (lambda d: write_pngs(d / "imgs", [uint8((6, 6)), uint8((7, 6))]), ["imgs"], "img01.png"),
@@ -213,6 +265,9 @@ def test_cli_psd_wav_and_stack(tmp_path):
      ["imgs"], "z.png: cannot read image"),
     (lambda d: write_pngs(d / "imgs", [uint8((6, 6))] * 2), ["imgs", "--mode", "crop"],
      "--size is required"),
+    (lambda d: write_pngs(d / "imgs", [uint8((6, 6))] * 2),
+     ["imgs", "--mode", "crop", "--size", "4", "--stride", "2"], "--stride applies to --mode "
+     "patches only"),
     (lambda d: np.save(d / "n.npy", np.full((3, 4), np.nan)), ["n.npy"], "n.npy"),
     (lambda d: np.save(d / "s.npy", np.zeros((3, 4))), ["s.npy", "--out", "x.npy"],
      "--out must end in .npz"),

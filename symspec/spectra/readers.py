@@ -23,8 +23,9 @@ import numpy as np
 
 from .estimate import SpectrumAccumulator
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_SAMPLE_VALUES", "load_array", "load_stack", "read_wav",
-           "image_files", "read_image", "cut_image", "stack_spectrum", "folder_spectrum"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_SAMPLE_VALUES", "ImageTooSmallError", "load_array",
+           "load_stack", "read_wav", "image_files", "read_image", "cut_image", "stack_spectrum",
+           "folder_spectrum"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _CHUNK = 256  # samples per batch when streaming a stack
@@ -34,6 +35,21 @@ MAX_SAMPLE_VALUES = 1 << 24
 #: Errors of reading a damaged ``.npy``/``.npz`` file (numpy and zipfile let these through).
 _READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, struct.error,
                 KeyError, UnicodeDecodeError, SyntaxError)
+
+
+class ImageTooSmallError(ValueError):
+    """An image smaller than the ``size x size`` square that crop or patches cut from it.
+
+    Attributes ``name`` (the file), ``shape`` (its height and width), ``size`` and ``mode``
+    let a caller (the command line) say which of its own options to change.
+    """
+
+    def __init__(self, name: str, shape: tuple[int, int], size: int, mode: str):
+        self.name, self.shape, self.size, self.mode = name, shape, size, mode
+        h, w = shape
+        super().__init__(f"{name}: image is {h}x{w}, smaller than {size}x{size}: mode "
+                         f"{mode!r} cuts {size}x{size} squares and never enlarges; use a size "
+                         f"of at most {min(h, w)}")
 
 
 def _available_memory() -> int | None:
@@ -249,7 +265,7 @@ def cut_image(img: np.ndarray, size: int | None, mode: str | None, stride: int |
     if not isinstance(size, int | np.integer) or size < 2:
         raise ValueError(f"size must be an int >= 2 with mode={mode!r}, got {size!r}")
     if h < size or w < size:
-        raise ValueError(f"{name}: image is {h}x{w}, smaller than {size}x{size}")
+        raise ImageTooSmallError(name, (h, w), int(size), mode)
     if mode == "crop":
         top, left = (h - size) // 2, (w - size) // 2
         return img[None, top:top + size, left:left + size]
@@ -360,8 +376,9 @@ def folder_spectrum(folder: str | Path, size: int | None = None, *, mode: str | 
                 first = first or (img.shape[:2], p.name)
                 if img.shape[:2] != first[0]:
                     raise ValueError(f"{p}: image is {img.shape[0]}x{img.shape[1]} but "
-                                     f"{first[1]} is {first[0][0]}x{first[0][1]}; use "
-                                     "mode='crop' or 'patches' with a size")
+                                     f"{first[1]} is {first[0][0]}x{first[0][1]}; give a "
+                                     "size to cut crops or patches (mode='crop' or "
+                                     "'patches'; symspec psd: --size)")
             yield str(p), cut_image(img, size, mode, stride, str(p))
 
     bar = _Progress(len(files), f"{Path(folder).name}: images", progress)
