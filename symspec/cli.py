@@ -520,6 +520,24 @@ def _design_kwargs(args, smp) -> dict:
     return kw
 
 
+class _StderrProgress:
+    """Progress messages on stderr: one line rewritten in place on a terminal, one line per
+    message otherwise (logs); :meth:`done` clears the terminal line."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix, self.tty, self.shown = prefix, sys.stderr.isatty(), False
+
+    def __call__(self, message: str) -> None:
+        text = f"{self.prefix}{message}"
+        print(f"\r{text[:79]:79s}" if self.tty else text, end="" if self.tty else "\n",
+              file=sys.stderr, flush=True)
+        self.shown = True
+
+    def done(self) -> None:
+        if self.tty and self.shown:
+            print(f"\r{'':79s}\r", end="", file=sys.stderr, flush=True)
+
+
 def _figure(ncols: int = 1):
     import matplotlib
 
@@ -563,7 +581,10 @@ def cmd_design(args) -> int:
     _check_outputs((args.out, "--out"), (args.plot, "--plot"))
     smp = _sampler(args)
     psd = parse_psd(args.psd)
-    sched = design_schedule(smp, psd, args.steps, args.divergence, **_design_kwargs(args, smp))
+    progress = _StderrProgress()
+    sched = design_schedule(smp, psd, args.steps, args.divergence, progress=progress,
+                            **_design_kwargs(args, smp))
+    progress.done()
     outputs: list[tuple[str | Path, bytes | str, str]] = [(args.out, sched.to_json(), "--out")]
     if args.plot:
         from .design.optimise import baseline_schedules
@@ -623,10 +644,14 @@ def cmd_compare(args) -> int:
     mine: dict[str, Schedule] = {} if designed is None else {"designed": designed}
     if designed is None:
         design = functools.partial(design_schedule, smp, psd, args.steps, args.divergence)
-        mine = {"designed": design()}
-        if args.steps > 1:
-            mine["designed, non-chained"] = design(chained=False)
-        mine["designed, free start"] = design(start="free")
+        todo: dict[str, dict] = {"designed": {}, "designed, non-chained": {"chained": False},
+                                 "designed, free start": {"start": "free"}}
+        if args.steps == 1:  # one step has no second level to shift
+            del todo["designed, non-chained"]
+        for i, (label, kw) in enumerate(todo.items(), 1):
+            progress = _StderrProgress(f"{label} ({i}/{len(todo)}): ")
+            mine[label] = design(progress=progress, **kw)
+            progress.done()
     cands = {**mine, **baseline_schedules(smp, args.steps, args.beta_schedule)}
     _check_eta(smp, cands)
     score = {k: objective(smp, s, psd, args.divergence) for k, s in cands.items()}
@@ -864,22 +889,17 @@ def cmd_reality(args) -> int:
     if args.n < 20:
         raise ValueError(f"--n must be at least 20, got {args.n}")
     data = _reality_data(args.data)
-    tty = sys.stderr.isatty()
-
-    def progress(msg):
-        print(f"\r{msg:72s}" if tty else msg, end="" if tty else "\n", file=sys.stderr,
-              flush=True)
-
+    progress = _StderrProgress()
     progress(f"fitting {args.model} to {len(data)} samples of dimension {data.shape[1]}")
     if m.group(1):
-        model = GaussianMixture.fit(data, int(m.group(1)), seed=args.seed)
+        model: GaussianMixture | Empirical = GaussianMixture.fit(data, int(m.group(1)),
+                                                                 seed=args.seed)
     else:
         model = Empirical(data)
     schedule = Schedule.from_json(Path(args.schedule).read_text()) if args.schedule else None
     rows = reality.compare_schedules(model, args.sampler, args.steps, n=args.n,
                                      seed=args.seed, schedule=schedule, progress=progress)
-    if tty:
-        print(file=sys.stderr)
+    progress.done()
     keys = ("fd", "mmd", "sliced_w2", "mode_kl")
     if args.json:
         print(json.dumps({"model": args.model, "data": args.data, "sampler": args.sampler,

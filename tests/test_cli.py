@@ -446,7 +446,11 @@ def test_commands_table_and_choices_come_from_the_library():
                 continue
             assert a.help, (name, a.dest)
             key = a.option_strings[0] if a.option_strings else a.dest
-            if key in want:
+            if (name, key) == ("reality", "--sampler"):  # the samplers real runs support
+                import symspec.reality
+
+                assert tuple(a.choices) == symspec.reality._SAMPLERS
+            elif key in want:
                 assert tuple(a.choices) == tuple(want[key]), (name, key)
                 seen.add(key)
     assert seen == set(want)
@@ -513,3 +517,24 @@ def test_design_unchained_and_start_rules(tmp_path, capsys):
     code, _, err = run(capsys, "design", "--psd", "powerlaw:2:8", "--start", "clean", "--out",
                        str(out))
     assert_one_line_error(code, err, "expected 'honest', 'free' or a number")
+
+
+def test_design_and_compare_report_progress_on_stderr(tmp_path, capsys):
+    """Long work says what it is doing: one progress line per phase of the search on stderr
+    (stdout keeps the result alone), from design_schedule's progress= callback."""
+    seen = []
+    symspec.design_schedule(symspec.DDPM, symspec.spectra.power_law((8, 8)), 3,
+                            progress=seen.append)
+    n = len(symspec.design.optimise.STARTS)
+    assert f"designing: start 1/{n} ({symspec.design.optimise.STARTS[0]}), screening" in seen
+    assert any(m.startswith("designing: start ") and m.endswith("to convergence") for m in seen)
+    code, out, err = run(capsys, "design", "--psd", "powerlaw:2:8", "--sampler", "ddpm",
+                         "--steps", "3", "--unchained", "--out", str(tmp_path / "s.json"))
+    assert code == 0 and "designing" not in out
+    assert f"designing: start {n}/{n}" in err
+    assert "designing: both levels of every step (non-chained)" in err
+    code, out, err = run(capsys, "compare", "--psd", "powerlaw:2:8", "--sampler", "ddim",
+                         "--steps", "3")
+    assert code == 0 and "designing" not in out
+    for i, label in enumerate(("designed", "designed, non-chained", "designed, free start"), 1):
+        assert f"{label} ({i}/3): designing: start 1/{n}" in err

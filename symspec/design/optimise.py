@@ -36,8 +36,10 @@ training schedules), restarted after a failed line search; the best result is re
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -379,7 +381,7 @@ def _honest_logsnr(lam: np.ndarray, par: _Param, tol: float) -> float:
 
 
 def _search(sampler, par: _Param, lam, w, divergence, prediction_type, starts, maxiter,
-            screen_only: bool = False):
+            screen_only: bool = False, progress=None):
     """Chained design from each start shape: ``{name: (J, theta, nit, nfev, ok, msg)}``;
     every start gets a few screening iterations, then the best one runs to convergence
     (not with ``screen_only``)."""
@@ -397,7 +399,9 @@ def _search(sampler, par: _Param, lam, w, divergence, prediction_type, starts, m
 
     x = (np.arange(par.m) + 1.0) / (par.m + 1)
     results, funs = {}, {}
-    for name in starts:  # screening: a few iterations from every start shape
+    for i, name in enumerate(starts, 1):  # screening: a few iterations from every start
+        if progress:
+            progress(f"designing: start {i}/{len(starts)} ({name}), screening")
         theta0 = par.theta_for(par.lo + (par.hi - par.lo) * _start_shape(name, x))
         if par.m == 0:
             results[name] = (evaluate(theta0)[0], theta0, 0, 1, True, "no free level")
@@ -412,6 +416,8 @@ def _search(sampler, par: _Param, lam, w, divergence, prediction_type, starts, m
         results[name] = _scaled(_lbfgsb(fun, theta0, min(_SCREEN, maxiter)), scale)
     if funs and not screen_only:  # then only the best start runs to convergence
         best = min(funs, key=lambda k: (results[k][0], starts.index(k)))
+        if progress:
+            progress(f"designing: start {best} to convergence")
         fun, scale = funs[best]
         _, theta, nit, nfev, _, _ = results[best]
         if nit >= _SCREEN and maxiter > nit:
@@ -421,13 +427,14 @@ def _search(sampler, par: _Param, lam, w, divergence, prediction_type, starts, m
 
 
 def _honest_search(sampler, par: _Param, full, lam, w, divergence, prediction_type, starts,
-                   maxiter, tol):
+                   maxiter, tol, progress=None):
     """The design with the honest start: the first level at most as clean as
     :func:`_honest_logsnr`.  The constraint is one bound on the first level.  If a short
     screening of the free search already starts too clean, the design pinned at the bound
     is made first, and kept unless the objective falls as the first level gets noisier (the
     first-order condition); otherwise, or then, the free design is made and kept if it
     satisfies the bound."""
+    search = functools.partial(_search, progress=progress)
     u_max = _honest_logsnr(full, par, tol)
     level = float(_from_logsnr(np.array([u_max]), par.space)[0][0])
     pinned = replace(par, first=level, lo=max(par.lo, u_max))
@@ -435,12 +442,12 @@ def _honest_search(sampler, par: _Param, full, lam, w, divergence, prediction_ty
     def first_logsnr(p, res):
         return _logsnr(float(p.grid(min(res.values(), key=lambda r: r[0])[1])[0][0]), p.space)
 
-    screen = _search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter, True)
+    screen = search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter, True)
     if first_logsnr(par, screen) <= u_max:  # it starts noisy enough: the bound may not bind
-        free = _search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter)
+        free = search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter)
         if first_logsnr(par, free) <= u_max + 1e-12:
             return {**free, "_par": par}
-    res = _search(sampler, pinned, lam, w, divergence, prediction_type, starts, maxiter)
+    res = search(sampler, pinned, lam, w, divergence, prediction_type, starts, maxiter)
     grid = pinned.grid(min(res.values(), key=lambda r: r[0])[1])[0]
     sched = Schedule(grid[:-1], grid[1:], par.space, pinned.init_variance(grid))
     first = np.arange(par.steps + 1) == 0
@@ -449,7 +456,7 @@ def _honest_search(sampler, par: _Param, full, lam, w, divergence, prediction_ty
     dv = gs[0] + (gV * 2 * grid[0] if par.init_var is None and par.space == "ve" else 0)
     if dv * _from_logsnr(np.array([u_max]), par.space)[1][0] <= 0:  # dJ/d(log-SNR) <= 0:
         return {**res, "_par": pinned}  # it would rather start cleaner; the bound is active
-    free = _search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter)
+    free = search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter)
     if first_logsnr(par, free) <= u_max + 1e-12:
         return {**free, "_par": par}
     return {**res, "_par": pinned}
@@ -586,7 +593,8 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
                     level_range: tuple[float, float] | None = None,
                     zero_terminal_snr: bool = False, init_var: float | None = None,
                     chained: bool = True, prediction_type: PredictionType = "epsilon",
-                    starts: tuple[str, ...] = STARTS, maxiter: int = 2000) -> Schedule:
+                    starts: tuple[str, ...] = STARTS, maxiter: int = 2000,
+                    progress: Callable[[str], None] | None = None) -> Schedule:
     """The ``steps``-step schedule minimising ``divergence`` between ``psd`` and the output.
 
     Parameters
@@ -635,6 +643,9 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
         Starting schedules, from :data:`STARTS`.
     maxiter : int
         L-BFGS-B iteration limit per start.
+    progress : callable, optional
+        Called with a one-line message as the search goes on (``"designing: start 2/3
+        (cosine), screening"``): the command line prints them on stderr.
 
     Returns
     -------
@@ -681,8 +692,9 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
         raise ValueError("chained=False needs steps >= 2 (one step has nothing to shift)")
     with _one_blas_thread():
         results = _honest_search(sampler, par, full, lam, w, divergence, prediction_type,
-                                 starts, maxiter, tol) if rule == "honest" else \
-            _search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter)
+                                 starts, maxiter, tol, progress) if rule == "honest" else \
+            _search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter,
+                    progress=progress)
         par = results.pop("_par", par)
     best = min(results, key=lambda k: (results[k][0], starts.index(k)))
     J, theta, nit, nfev, ok, msg = results[best]
@@ -691,6 +703,8 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
     make = Schedule.from_alpha_bar if par.space == "vp" else Schedule.from_sigmas
     sched = make(grid, V)
     if not chained:
+        if progress:
+            progress("designing: both levels of every step (non-chained)")
         J2, sched2, nit2, ok, msg = _refine_unchained(sampler, par, theta, lam, w, divergence,
                                                       prediction_type, maxiter)
         if J2 <= J:
