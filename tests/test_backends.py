@@ -516,3 +516,17 @@ def test_cli_codegen_errors_are_one_line(argv, pattern, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and err.startswith("symspec: error: "), err
     assert pattern in err, err
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_torch_read_only_psd_without_warning(torch):
+    """photo_psd is cached read-only: the torch evaluator takes it without torch's
+    "non-writable NumPy array" UserWarning (it warns once per process: a fresh one)."""
+    import subprocess
+    import sys
+
+    code = ("import symspec; fn = symspec.lambdify(symspec.DDPM, backend='torch'); "
+            "psd = symspec.spectra.photo_psd(8); assert not psd.flags.writeable; "
+            "fn(symspec.Schedule.from_alpha_bar([0.01, 0.5, 1.0]).alpha_bar, psd)")
+    done = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -13,9 +13,11 @@ from symspec.diffusers.export import EXPORTERS, level_range, to_diffusers
 from symspec.schedules import training_alphas_cumprod
 from symspec.spectra import power_law
 
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
-harness = pytest.importorskip("harness")
+_EXTRA = 'the test extra installs it: pip install -e ".[test]"'
+torch = pytest.importorskip("torch", reason=f"exporting to diffusers needs torch; {_EXTRA}")
+diffusers = pytest.importorskip("diffusers", reason=f"exporting needs diffusers; {_EXTRA}")
+harness = pytest.importorskip("harness", reason="tests/harness.py (the exact-model loop) is "
+                              "imported from tests/: run pytest from the repository root")
 DDPMScheduler = diffusers.DDPMScheduler
 
 PSD = power_law((8, 8))

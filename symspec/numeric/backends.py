@@ -95,6 +95,8 @@ class _TorchOps:
         Tensor = self.xp.Tensor
         device = like.device if isinstance(like, Tensor) else \
             x.device if isinstance(x, Tensor) else None
+        if getattr(x, "flags", None) is not None and not x.flags.writeable:
+            x = x.copy()  # a read-only NumPy array (a cached PSD): torch warns, may not share
         return self.xp.as_tensor(x, dtype=self.dtype, device=device)
 
     def take(self, a, index):
