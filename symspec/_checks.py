@@ -60,17 +60,21 @@ def number(value: object, name: str, *, low: float | None = None,
     return v
 
 
-def real_array(values: ArrayLike, name: str) -> np.ndarray:
+def real_array(values: ArrayLike, name: str, *, copy: bool = True) -> np.ndarray:
     """``values`` as a new float64 array, refusing complex, bool, object, string and dates."""
     a = np.asarray(values)
     if a.dtype.kind not in "iuf":
         kind = {"c": "complex", "b": "boolean", "O": "object", "U": "string", "S": "bytes",
                 "M": "datetime", "m": "timedelta", "V": "structured"}.get(a.dtype.kind, "non-real")
         raise ValueError(f"{name} must be real numbers, got a {kind} array ({a.dtype})")
+    if not copy:  # a read-only view where no conversion is needed: the caller never writes
+        v = np.asarray(a, dtype=np.float64).view()
+        v.flags.writeable = False
+        return v
     return np.array(a, dtype=np.float64)  # a copy: never share memory with the caller
 
 
-def validate_psd(psd: ArrayLike, name: str = "psd") -> np.ndarray:
+def validate_psd(psd: ArrayLike, name: str = "psd", *, copy: bool = True) -> np.ndarray:
     """``psd`` as a float64 array of per-mode variances, or a ``ValueError`` naming ``name``.
 
     >>> validate_psd([1.0, 0.5]).dtype
@@ -83,7 +87,7 @@ def validate_psd(psd: ArrayLike, name: str = "psd") -> np.ndarray:
     if not isinstance(psd, np.ndarray | list | tuple | numbers.Real):
         raise ValueError(f"{name} must be an array of numbers, got {type(psd).__name__}")
     try:
-        a = real_array(psd, name)
+        a = real_array(psd, name, copy=copy)
     except (TypeError, ValueError) as exc:
         if str(exc).startswith(name):
             raise

@@ -469,3 +469,23 @@ def test_ve_initial_variance_term_of_the_gradient(smp):
             assert gx[k] == pytest.approx(fd, rel=1e-6, abs=1e-9 * np.abs(gx).max())
     finally:
         mp.mp.dps = 15
+
+
+@pytest.mark.parametrize("smp", [symspec.EULER, symspec.HEUN], ids=["euler", "heun"])
+def test_chained_parameter_gradient_includes_the_ve_initial_variance(smp):
+    # init_var = sigma_0**2 + 1 moves with a free first level: its term must be in the
+    # gradient the optimiser sees (central differences of the same parameterisation)
+    from symspec.design.optimise import _chained
+
+    lam = power_law((6, 6)).ravel()
+    par = _constraints(smp, 4, None, None, None, None, False, None)
+    evaluate = _chained(smp, par, lam, None, "w2", "epsilon")
+    theta = np.random.default_rng(2).normal(0, 0.5, par.m)
+    _, g = evaluate(theta)
+    h = 1e-6
+    fd = np.array([(evaluate(theta + h * e)[0] - evaluate(theta - h * e)[0]) / (2 * h)
+                   for e in np.eye(theta.size)])
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8 * np.abs(fd).max())
+    fixed = _constraints(smp, 4, None, None, None, None, False, 5.0)  # init_var held at 5
+    _, g_fixed = _chained(smp, fixed, lam, None, "w2", "epsilon")(theta)
+    assert not np.allclose(g, g_fixed)  # the term is there, and it matters

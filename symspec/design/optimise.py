@@ -105,20 +105,34 @@ def _from_logsnr(u: np.ndarray, space: str) -> tuple[np.ndarray, np.ndarray]:
 def _value_and_grad(sampler: Sampler, sched: Schedule, lam: np.ndarray, w, divergence: str,
                     prediction_type: str, free: tuple[np.ndarray, np.ndarray]):
     """Objective and its gradients in ``sched.start``, ``sched.end`` (0 where the masks
-    ``free`` are not set) and ``init_var``, from one forward run and its adjoint
-    (:mod:`symspec.numeric.core`)."""
-    n, k = sched.steps, sampler.state
-    small = 16 * n * (k * (k + 1) // 2 + k) * lam.size <= TAPE_BYTES
-    fw = run(sampler, sched, lam, prediction_type=prediction_type, tape=small)
-    T, V = fw.transfer, sched.init_var
-    P = T * T * V + fw.noise
-    if not np.all(np.isfinite(P)):
-        raise ValueError("the output spectrum is not finite; check the schedule and psd ranges")
-    J = _divergence(lam, P, divergence, w)
-    pbar = divergence_grad(lam, P, divergence, w)
-    gs, ge = vjp(sampler, sched, lam, pbar, 2 * V * T * pbar, free,
-                 prediction_type=prediction_type, tape=fw.tape)
-    return J, gs, ge, float(np.sum(pbar * T * T)), P
+    ``free`` are not set) and ``init_var``, from forward runs and their adjoint
+    (:mod:`symspec.numeric.core`).
+
+    The divergence is a sum over modes, so the modes go in blocks, each run forward with its
+    tape and straight back: memory is the PSD plus one block's tape (at most
+    :data:`~symspec.numeric.core.TAPE_BYTES`, and at most 4x the PSD beyond 4 MB), for any
+    sampler and step count.
+    """
+    n, k, V = sched.steps, sampler.state, sched.init_var
+    budget = min(TAPE_BYTES, max(4 * 2**20, 4 * lam.nbytes))
+    block = max(256, budget // (16 * n * (k * (k + 1) // 2 + k)))
+    J = gV = 0.0
+    gs, ge = np.zeros(n), np.zeros(n)
+    for lo in range(0, lam.size, block):
+        sl = slice(lo, lo + block)
+        part, wp = lam[sl], None if w is None else w[sl]
+        fw = run(sampler, sched, part, prediction_type=prediction_type, tape=True)
+        T = fw.transfer
+        P = T * T * V + fw.noise
+        if not np.all(np.isfinite(P)):
+            raise ValueError("the output spectrum is not finite; check the schedule and psd "
+                             "ranges")
+        J += _divergence(part, P, divergence, wp)
+        pbar = divergence_grad(part, P, divergence, wp)
+        a, b = vjp(sampler, sched, part, pbar, 2 * V * T * pbar, free,
+                   prediction_type=prediction_type, tape=fw.tape)
+        gs, ge, gV = gs + a, ge + b, gV + float(np.sum(pbar * T * T))
+    return J, gs, ge, gV
 
 
 def _grid_gradient(gs: np.ndarray, ge: np.ndarray) -> np.ndarray:
@@ -195,7 +209,7 @@ def objective(sampler: Sampler, schedule: Schedule, psd, divergence: str = "w2",
         raise ValueError("the gradient at alpha-bar 0 (zero terminal SNR) does not exist; "
                          "hold that level fixed")
     free = np.arange(sched.steps + 1) < sched.steps
-    J, gs, ge, gv, _ = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
+    J, gs, ge, gv = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
                                        (free[:-1], free[1:]))
     return J, _grid_gradient(gs, ge)[:-1], gv
 
@@ -385,18 +399,7 @@ def _search(sampler, par: _Param, lam, w, divergence, prediction_type, starts, m
     """Chained design from each start shape: ``{name: (J, theta, nit, nfev, ok, msg)}``;
     every start gets a few screening iterations, then the best one runs to convergence
     (not with ``screen_only``)."""
-    free = np.zeros(par.steps + 1, dtype=bool)
-    free[par.first is not None:par.steps] = True
-
-    def evaluate(theta):
-        grid, s, dv = par.grid(theta)
-        V = par.init_variance(grid)
-        sched = Schedule(grid[:-1], grid[1:], par.space, V)
-        J, gs, ge, gV, _ = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
-                                           (free[:-1], free[1:]))
-        dV0 = gV * 2 * grid[0] if par.init_var is None and par.space == "ve" else 0.0
-        return J, par.chain(_grid_gradient(gs, ge), dV0, s, dv)
-
+    evaluate = _chained(sampler, par, lam, w, divergence, prediction_type)
     x = (np.arange(par.m) + 1.0) / (par.m + 1)
     results, funs = {}, {}
     for i, name in enumerate(starts, 1):  # screening: a few iterations from every start
@@ -426,6 +429,23 @@ def _search(sampler, par: _Param, lam, w, divergence, prediction_type, starts, m
     return results
 
 
+def _chained(sampler, par: _Param, lam, w, divergence, prediction_type):
+    """The objective of chained grids and its gradient in the parameters ``theta``."""
+    free = np.zeros(par.steps + 1, dtype=bool)
+    free[par.first is not None:par.steps] = True
+
+    def evaluate(theta):
+        grid, s, dv = par.grid(theta)
+        V = par.init_variance(grid)
+        sched = Schedule(grid[:-1], grid[1:], par.space, V)
+        J, gs, ge, gV = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
+                                        (free[:-1], free[1:]))
+        dV0 = gV * 2 * grid[0] if par.init_var is None and par.space == "ve" else 0.0
+        return J, par.chain(_grid_gradient(gs, ge), dV0, s, dv)
+
+    return evaluate
+
+
 def _honest_search(sampler, par: _Param, full, lam, w, divergence, prediction_type, starts,
                    maxiter, tol, progress=None):
     """The design with the honest start: the first level at most as clean as
@@ -451,7 +471,7 @@ def _honest_search(sampler, par: _Param, full, lam, w, divergence, prediction_ty
     grid = pinned.grid(min(res.values(), key=lambda r: r[0])[1])[0]
     sched = Schedule(grid[:-1], grid[1:], par.space, pinned.init_variance(grid))
     first = np.arange(par.steps + 1) == 0
-    _, gs, _, gV, _ = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
+    _, gs, _, gV = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
                                       (first[:-1], first[1:]))
     dv = gs[0] + (gV * 2 * grid[0] if par.init_var is None and par.space == "ve" else 0)
     if dv * _from_logsnr(np.array([u_max]), par.space)[1][0] <= 0:  # dJ/d(log-SNR) <= 0:
@@ -552,7 +572,7 @@ def _unchained(sampler, par: _Param, theta0, lam, w, divergence, prediction_type
     def fun(x):
         grid, s, dv, u, us, z, b, start, dstart, V = build(x)
         sched = Schedule(start, grid[1:], par.space, V)
-        J, gs, ge, gV, _ = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
+        J, gs, ge, gV = _value_and_grad(sampler, sched, lam, w, divergence, prediction_type,
                                            (free_s, free_e))
         bar_us = gs * dstart
         if par.init_var is None and par.space == "ve":

@@ -16,7 +16,7 @@ from .core import run
 __all__ = ["Response", "spectral_response", "compress", "CHUNK"]
 
 #: Modes per block of the run (its work arrays are a few times this size).
-CHUNK = 1 << 16
+CHUNK = 1 << 15
 
 
 def compress(lam: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -30,8 +30,15 @@ def compress(lam: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     >>> u.tolist(), inv.tolist()
     ([1.0, 2.0], [1, 0, 1, 1])
     """
-    u, inv = np.unique(lam, return_inverse=True)
-    return (u, inv.ravel()) if u.size <= 0.75 * lam.size else (lam, None)
+    s = np.sort(lam)  # one copy; np.unique would hold several
+    new = np.empty(s.size, dtype=bool)
+    new[0] = True
+    np.not_equal(s[1:], s[:-1], out=new[1:])
+    if np.count_nonzero(new) > 0.75 * lam.size:
+        return lam, None
+    u = s[new]
+    del s, new
+    return u, np.searchsorted(u, lam)
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,7 @@ def spectral_response(sampler: Sampler, schedule: Schedule, psd: ArrayLike, *,
     """
     check_type(sampler, Sampler, "sampler")
     check_type(schedule, Schedule, "schedule")
-    grid = validate_psd(psd)
+    grid = validate_psd(psd, copy=False)  # only read
     shape = grid.shape
     m = None if mean is None else validate_mean(mean, shape)
     sched = schedule.to_space(sampler.space)
@@ -125,8 +132,10 @@ def spectral_response(sampler: Sampler, schedule: Schedule, psd: ArrayLike, *,
         transfer, log_tr, noise = transfer[inv], log_tr[inv], noise[inv]
         if steps is not None:
             steps = (steps[0][:, inv], steps[1][:, inv])
-    with np.errstate(under="ignore", over="ignore"):  # checked below
-        out = transfer * transfer * sched.init_var + noise
+    with np.errstate(under="ignore", over="ignore"):  # checked below; in place: no temporary
+        out = np.multiply(transfer, transfer)
+        out *= sched.init_var
+        out += noise
     traj = None
     if steps is not None:
         s_noise, tr = (v.reshape(-1, *shape) for v in steps)
