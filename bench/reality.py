@@ -46,22 +46,35 @@ def best_default(rows, key):
     return min((r for r in rows if r["name"] != "designed"), key=lambda r: r[key])
 
 
-def table(title: str, results: dict) -> None:
+def header(title: str) -> None:
     print(f"\n{title}: designed / best of the six defaults (value ± SE); predicted FD "
           "(Gaussian theory) designed / best default")
     print(f"{'sampler':8} {'N':>3} {'FD':>26} {'MMD':>28} {'mode-KL':>26} {'pred. FD':>16}")
+
+
+def row(smp: str, N: int, rows: list) -> None:
+    """One line, printed as soon as it is measured."""
+    d = rows[0]
+    cells = []
+    for k in ("fd", "mmd", "mode_kl"):
+        b = best_default(rows, k)
+        cells.append(f"{_pm(d[k], d[k + '_se'])} / {_pm(b[k], b[k + '_se'])}")
+    bp = best_default(rows, "predicted_fd")
+    print(f"{smp:8} {N:3d} {cells[0]:>26} {cells[1]:>28} {cells[2]:>26} "
+          f"{d['predicted_fd']:7.3g} / {bp['predicted_fd']:<7.3g}", flush=True)
+
+
+def footer(rows: list) -> None:
+    f = rows[0]
+    print(f"noise floor (exact samples): FD {f['fd_floor']:.2g}, MMD {f['mmd_floor']:.1g}, "
+          f"mode-KL {f['mode_kl_floor']:.1g}", flush=True)
+
+
+def table(title: str, results: dict) -> None:
+    header(title)
     for (smp, N), rows in results.items():
-        d = rows[0]
-        cells = []
-        for k in ("fd", "mmd", "mode_kl"):
-            b = best_default(rows, k)
-            cells.append(f"{_pm(d[k], d[k + '_se'])} / {_pm(b[k], b[k + '_se'])}")
-        bp = best_default(rows, "predicted_fd")
-        print(f"{smp:8} {N:3d} {cells[0]:>26} {cells[1]:>28} {cells[2]:>26} "
-              f"{d['predicted_fd']:7.3g} / {bp['predicted_fd']:<7.3g}")
-    floor = rows[0]
-    print(f"noise floor (exact samples): FD {floor['fd_floor']:.2g}, MMD "
-          f"{floor['mmd_floor']:.1g}, mode-KL {floor['mode_kl_floor']:.1g}")
+        row(smp, N, rows)
+    footer(rows)
 
 
 def numpy_ddim(gm: GaussianMixture, z: np.ndarray, ab: np.ndarray, ts: list[int]):
@@ -162,14 +175,14 @@ def main() -> None:
     if not args.no_speed:
         speed(models[16], args.n)
     for K in args.k:
-        results = {}
+        header(f"K = {K} mixture, {args.n} samples per schedule")
         for smp in ("ddim", "ddpm"):
             for N in args.steps:
-                results[(smp, N)] = reality.compare_schedules(models[K], smp, N, n=args.n,
-                                                              progress=_progress)
-        print(file=sys.stderr)
-        table(f"K = {K} mixture, {args.n} samples per schedule", results)
-        sys.stdout.flush()
+                rows = reality.compare_schedules(models[K], smp, N, n=args.n,
+                                                 progress=_progress)
+                print(file=sys.stderr)
+                row(smp, N, rows)
+        footer(rows)
     if not args.no_network:
         network_table(models[16], patches, [N for N in args.steps if N <= 10] or args.steps,
                       args.n)
