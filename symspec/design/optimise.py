@@ -35,7 +35,6 @@ training schedules), restarted after a failed line search; the best result is re
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import warnings
@@ -49,7 +48,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, softmax
 
 from .._checks import Space, check_space, check_type, number, validate_psd
-from ..numeric.core import TAPE_BYTES, run, vjp
+from ..numeric.core import TAPE_BYTES, one_blas_thread, run, vjp
 from ..numeric.response import compress
 from ..schedules import (
     BETA_SCHEDULES,
@@ -482,19 +481,6 @@ def _honest_search(sampler, par: _Param, full, lam, w, divergence, prediction_ty
     return {**res, "_par": pinned}
 
 
-@contextlib.contextmanager
-def _one_blas_thread():
-    """Threaded BLAS inside L-BFGS-B's and the adjoint's small products costs more than it
-    saves (and much more on a loaded machine)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn installs it
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
-
-
 def _scaled(res, scale):
     f, *rest = res
     return (f * scale, *rest)
@@ -710,7 +696,7 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
         raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
     if not chained and par.steps < 2:
         raise ValueError("chained=False needs steps >= 2 (one step has nothing to shift)")
-    with _one_blas_thread():
+    with one_blas_thread():
         results = _honest_search(sampler, par, full, lam, w, divergence, prediction_type,
                                  starts, maxiter, tol, progress) if rule == "honest" else \
             _search(sampler, par, lam, w, divergence, prediction_type, starts, maxiter,
@@ -725,6 +711,10 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
     if not chained:
         if progress:
             progress("designing: both levels of every step (non-chained)")
+        if rule == "honest" and par.first is None:  # keep the (honest) first level it has
+            u = _logsnr_array(grid, par.space)
+            par = replace(par, first=float(grid[0]), lo=max(par.lo, float(u[0])))
+            theta = par.theta_for(u[1:-1])
         J2, sched2, nit2, ok, msg = _refine_unchained(sampler, par, theta, lam, w, divergence,
                                                       prediction_type, maxiter)
         if J2 <= J:

@@ -35,7 +35,7 @@ from ..schedules import Schedule
 from ..symbolic.engine import NonLinearSamplerError, Sampler, variant
 from .lambdify import compiled, compiled_gradient, lam_powers
 
-__all__ = ["Run", "run", "vjp", "reads", "step_levels", "TAPE_BYTES"]
+__all__ = ["Run", "run", "vjp", "reads", "step_levels", "one_blas_thread", "TAPE_BYTES"]
 
 #: Largest tape :func:`vjp` keeps at once (the modes are processed in blocks that fit).
 TAPE_BYTES = 64 * 2**20
@@ -127,6 +127,20 @@ def _float_errors(sampler: Sampler) -> Iterator[None]:
         except FloatingPointError as exc:
             raise ValueError(f"the response of {sampler.name!r} is not finite ({exc}); its "
                              "gains or noise grow without bound on this schedule") from None
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread: the recursion's ``daxpy`` and the adjoint's small products are
+    memory-bound, and a second thread costs far more than it saves (40x on a loaded
+    2-core machine)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn installs it
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 def _entries(sampler, schedule, i, lam, prediction_type, mean, pool, noise_scale):

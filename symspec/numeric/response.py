@@ -11,12 +11,12 @@ from .._checks import check_type, validate_mean, validate_psd
 from ..schedules import Schedule
 from ..symbolic.denoiser import PredictionType
 from ..symbolic.engine import Sampler
-from .core import run
+from .core import one_blas_thread, run
 
 __all__ = ["Response", "spectral_response", "compress", "CHUNK"]
 
-#: Modes per block of the run (its work arrays are a few times this size).
-CHUNK = 1 << 15
+#: Modes per block of the run of a one-value state (a quarter of it for larger states).
+CHUNK = 1 << 17
 
 
 def compress(lam: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -117,10 +117,12 @@ def spectral_response(sampler: Sampler, schedule: Schedule, psd: ArrayLike, *,
     transfer, log_tr, noise = np.empty(n), np.empty(n), np.empty(n)
     out_mean = None if m is None else np.empty(n)
     steps = (np.empty((K, n)), np.empty((K, n))) if trajectory else None
-    for lo in range(0, n, CHUNK):  # bounded work arrays, and cache-sized blocks
-        sl = slice(lo, min(n, lo + CHUNK))
-        fw = run(sampler, sched, lam[sl], prediction_type=prediction_type,
-                 mean=None if m is None else m[sl], trajectory=trajectory)
+    chunk = CHUNK if sampler.state == 1 else CHUNK // 4  # a larger state: more arrays per mode
+    for lo in range(0, n, chunk):  # bounded work arrays, and cache-sized blocks
+        sl = slice(lo, min(n, lo + chunk))
+        with one_blas_thread():
+            fw = run(sampler, sched, lam[sl], prediction_type=prediction_type,
+                     mean=None if m is None else m[sl], trajectory=trajectory)
         transfer[sl], log_tr[sl], noise[sl] = fw.transfer, fw.log_transfer, fw.noise
         if out_mean is not None:
             out_mean[sl] = fw.mean
