@@ -17,8 +17,10 @@ from importlib.metadata import version as _version
 
 from . import design as design
 from . import diffusers as diffusers
+from . import models as models
 from . import numeric as numeric
 from . import ops as ops
+from . import reality as reality
 from . import spectra as spectra
 from . import symbolic as symbolic
 from .design import design_schedule as design_schedule

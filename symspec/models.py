@@ -213,6 +213,8 @@ class GaussianMixture:
         self.means = mu
         self.covariances = cov
         self.reg_covar = float(reg_covar)
+        #: whether scikit-learn's EM converged (``fit``); ``None`` for a given mixture
+        self.converged: bool | None = None
         self._lam, self._U = lam, U
         self._mu_rot = np.einsum("kd,kde->ke", mu, U)  # U_k^T mu_k
         self._logw = np.log(self.weights)

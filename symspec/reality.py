@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -395,7 +396,7 @@ def default_schedulers(sampler: str, steps: int, prediction_type: str = "epsilon
     import diffusers
 
     _check_sampler(sampler)
-    cls = diffusers.DDIMScheduler if sampler == "ddim" else diffusers.DDPMScheduler
+    cls: Any = diffusers.DDIMScheduler if sampler == "ddim" else diffusers.DDPMScheduler
     out = {}
     for name, beta in _DEFAULT_BETAS.items():
         for spacing in ("leading", "trailing", "linspace"):
@@ -466,7 +467,8 @@ def compare_schedules(model, sampler: str = "ddim", steps: int = 10, *, n: int =
     designed, _ = designed_scheduler(sampler, steps, model, schedule=schedule,
                                      prediction_type=pred)
     cands = {"designed": designed, **default_schedulers(sampler, steps, pred)}
-    rows, fl = [], True
+    rows: list = []
+    fl: Any = True  # the noise floor: computed with the first metrics, then reused
     for i, (name, sch) in enumerate(cands.items()):
         def tick(j, total, i=i, name=name):
             if progress is not None:
