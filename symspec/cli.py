@@ -158,6 +158,23 @@ def parse_psd(spec: str) -> np.ndarray:
     return validate_psd(arr, f"--psd {spec}")
 
 
+def _has_channels(spec: str) -> bool:
+    """Whether ``--psd`` names an ``.npz`` from ``symspec psd --color`` (its last axis holds
+    eigen-channels: every (bin, channel) is a mode, but only the other axes are
+    frequencies)."""
+    if not spec.endswith(".npz") or not os.path.isfile(spec):
+        return False
+    with np.load(spec, allow_pickle=False) as f:
+        return "channels" in f.files and bool(f["channels"])
+
+
+def _radial(values: np.ndarray, channels: bool):
+    """Ring averages over the frequency axes (a colour spectrum summed over its channels)."""
+    from .spectra import radial_profile
+
+    return radial_profile(values.sum(axis=-1) if channels else values)
+
+
 def _sampler(args):
     """The sampler named by the arguments, configured and its options checked."""
     from .symbolic.samplers import get_sampler
@@ -322,9 +339,10 @@ def cmd_response(args) -> int:
     sched = diffusers_schedule(ab, ts, prev_rule(smp), 1.0)
     _check_eta(smp, {"the schedule": sched})
     r = spectral_response(smp, sched, psd)
-    f, data = radial_profile(psd)
-    _, out = radial_profile(r.output_psd)
-    _, tr = radial_profile(r.transfer)
+    channels = _has_channels(args.psd)
+    f, data = _radial(psd, channels)
+    _, out = _radial(r.output_psd, channels)
+    _, tr = radial_profile(r.transfer[..., 0] if channels else r.transfer)
     write_outputs([(p, _npy_bytes(r.output_psd), nm) for p, nm in outputs])
     if args.json:
         print(json.dumps({"sampler": smp.name, "options": dict(smp.options), "steps": args.steps,
@@ -332,7 +350,8 @@ def cmd_response(args) -> int:
                           "output_psd": out.tolist(), "transfer": tr.tolist()}))
     else:
         print(f"{smp.name} {dict(smp.options)}, {args.steps} steps, {args.beta_schedule}/"
-              f"{args.spacing}; radially averaged spectra")
+              f"{args.spacing}; radially averaged spectra"
+              + (f", summed over the {psd.shape[-1]} eigen-channels" if channels else ""))
         print(f"{'|f|':>8} {'data':>12} {'output':>12} {'ratio':>8} {'transfer':>10}")
         with np.errstate(divide="ignore", invalid="ignore"):  # a ring of zero power: inf/nan
             ratio = out / data
@@ -462,6 +481,8 @@ def cmd_psd(args) -> int:
     fits = {k: fit_psd(v, args.fit, n=n - (not args.keep_mean)) if args.fit else None
             for k, v in curves.items()}
     buf = io.BytesIO()
+    if args.color:  # the last axis holds eigen-channels, not a frequency
+        extra = {**extra, "channels": True}
     np.savez(buf, psd=psd, n=n, **extra)
     outputs: list[tuple[str | Path, bytes | str, str]] = [(args.out, buf.getvalue(), "--out")]
     if args.plot:
@@ -713,7 +734,8 @@ def cmd_diagnose(args) -> int:
     _check_eta(smp, {label: sched})
     with np.errstate(divide="ignore"):  # log(0) of a zero bin is -inf there, by design
         d = diagnose(smp, sched, psd)
-    f, rel = d.radial()
+    channels = _has_channels(args.psd)
+    f, rel = d.radial(channels)
     if args.plot:
         fig, ax = _figure()
         plot_diagnosis(d, ax[0, 0], f"{smp.name} on {label}")
@@ -723,7 +745,8 @@ def cmd_diagnose(args) -> int:
                           "frequency": f.tolist(), **{k: v.tolist() for k, v in rel.items()}}))
     else:
         print(f"{smp.name} {dict(smp.options)} on {label}: (output - data) / data, ring averages"
-              f"; the parts add up to the total")
+              + (f" summed over the {psd.shape[-1]} eigen-channels" if channels else "")
+              + "; the parts add up to the total")
         cols = (*PARTS, "total")
         print(f"{'|f|':>8} " + " ".join(f"{c:>14}" for c in cols))
         for i, fi in enumerate(f):

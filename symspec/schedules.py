@@ -70,6 +70,8 @@ class Schedule:
     meta : dict, optional
         Free-form JSON-able facts (copied).
 
+    Notes
+    -----
     The arrays are copied and read-only; the caller's arrays are never changed or shared.
     Sigmas above :data:`SIGMA_MAX` (alpha-bars below ``1 / (1 + SIGMA_MAX**2)``) are refused.
     """

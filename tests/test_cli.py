@@ -538,3 +538,23 @@ def test_design_and_compare_report_progress_on_stderr(tmp_path, capsys):
     assert code == 0 and "designing" not in out
     for i, label in enumerate(("designed", "designed, non-chained", "designed, free start"), 1):
         assert f"{label} ({i}/3): designing: start 1/{n}" in err
+
+
+def test_response_and_diagnose_tables_of_a_colour_spectrum(tmp_path, capsys):
+    # issue 15: the channel axis of `psd --color` was taken as a third frequency axis
+    from symspec.spectra import radial_profile
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "stack.npy", rng.standard_normal((40, 8, 8, 3)))
+    out = tmp_path / "psd.npz"
+    assert main(["psd", str(tmp_path / "stack.npy"), "--color", "--out", str(out)]) == 0
+    capsys.readouterr()
+    psd = np.load(out)["psd"]
+    assert psd.shape == (8, 8, 3)
+    assert main(["response", "--psd", str(out), "--steps", "3", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    f, data = radial_profile(psd.sum(axis=-1))
+    np.testing.assert_allclose(got["frequency"], f)
+    np.testing.assert_allclose(got["data_psd"], data)
+    assert main(["diagnose", "--psd", str(out), "--steps", "3", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["frequency"]) == f.size

@@ -497,3 +497,11 @@ def test_unchained_design_keeps_the_honest_start():
     psd = photo_psd(16)
     s = design_schedule(DDIM, psd, 6, chained=False)
     assert not s.chained and s.meta["initial_kl"] <= 0.01 * (1 + 1e-9)
+
+
+def test_psd_values_whose_output_underflows_are_named():
+    # issue 15: a bin <= 1e-170 failed with "w2 is not differentiable where psd_model = 0"
+    psd = power_law((8, 8))
+    psd[0, 1] = 1e-200
+    with pytest.raises(ValueError, match=r"underflows to 0 .* smallest psd value is 1e-200"):
+        design_schedule(DDIM, psd, 4)

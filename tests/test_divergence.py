@@ -114,3 +114,12 @@ def test_errors():
     with pytest.raises(ValueError, match="not differentiable"):
         divergence_grad([1.0], [0.0], "w2")
     assert divergence([0.0, 4.0], [0.0, 1.0], "w2") == 1.0  # w2 allows zero variances
+
+
+def test_overflowing_divergence_is_refused_not_inf_or_nan():
+    # issue 15: divergence([1e300], [1e-300], "kl") returned nan
+    with pytest.raises(ValueError, match="exceeds the float64 range"):
+        divergence([1e300], [1e-300], "kl")
+    # extreme but representable: finite, and equal to the closed form in logs
+    r = np.log(1e150) - np.log(1e-150)
+    assert divergence([1e150], [1e-150], "kl_reverse") == pytest.approx(0.5 * (np.exp(-r) - 1 + r))

@@ -266,3 +266,17 @@ def test_unchained_schedule_is_refused_by_sigma_exporters():
     s = Schedule([10.0, 2.0], [1.0, 0.0], "ve")
     with pytest.raises(ValueError, match="exports only chained schedules"):
         to_diffusers(symspec.EULER, s)
+
+
+def test_levels_outside_the_training_range_warn():
+    # issue 15: a level outside the base's range was quantised silently (log-SNR error 10)
+    from symspec.diffusers.export import ExportWarning
+
+    s = Schedule.from_alpha_bar([1e-7, 0.5, 0.99999, 1.0])
+    with pytest.warns(ExportWarning, match=r"outside the base scheduler's training range"):
+        to_diffusers(symspec.DDPM, s)
+    inside = Schedule.from_alpha_bar([0.01, 0.3, 0.9, 1.0])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExportWarning)
+        to_diffusers(symspec.DDPM, inside)

@@ -83,17 +83,22 @@ class Diagnosis:
         out["total"] = float(self.total.sum() / scale)
         return out
 
-    def radial(self):
+    def radial(self, channels: bool = False):
         """``(f, {name: ring average / ring average of psd})`` for the parts and the total.
 
-        Rings of :func:`symspec.spectra.radial_profile` (for a PSD on an FFT grid).
+        Rings of :func:`symspec.spectra.radial_profile` (for a PSD on an FFT grid); with
+        ``channels`` the last axis holds eigen-channels (``symspec psd --color``) and is
+        summed, not taken as a frequency axis.
         """
-        f, lam = radial_profile(self.psd)
+        def ring(v):
+            return radial_profile(v.sum(axis=-1) if channels else v)
+
+        f, lam = ring(self.psd)
         if np.any(lam == 0):
             raise ValueError("the data spectrum has rings of zero power, where a relative "
                              "error is undefined; use .parts")
         parts = {**self.parts, "total": self.total}
-        rel = {k: radial_profile(v)[1] / lam for k, v in parts.items()}
+        rel = {k: ring(v)[1] / lam for k, v in parts.items()}
         return f, rel
 
 
@@ -177,5 +182,5 @@ def plot_diagnosis(d: Diagnosis, ax=None, title: str | None = None):
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="|f| (cycles/sample)", ylabel="(output - data) / data, ring average",
            title=title or "Spectral error by source")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9)
     return ax

@@ -105,8 +105,13 @@ def divergence(psd_data: ArrayLike, psd_model: ArrayLike, divergence: str = "w2"
     lam, P, w = _inputs(psd_data, psd_model, divergence, weights)
     live = w > 0
     d = np.zeros_like(lam)
-    d[live] = DIVERGENCES[divergence].value(lam[live], P[live])
-    return float(np.sum(w * d))
+    with np.errstate(over="ignore"):
+        d[live] = DIVERGENCES[divergence].value(lam[live], P[live])
+        total = float(np.sum(w * d))
+    if not np.isfinite(total):
+        raise ValueError(f"the {divergence} divergence of these spectra exceeds the float64 "
+                         "range (their variances differ by a ratio near or beyond 1e308)")
+    return total
 
 
 def divergence_grad(psd_data: ArrayLike, psd_model: ArrayLike, divergence: str = "w2",

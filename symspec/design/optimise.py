@@ -126,6 +126,11 @@ def _value_and_grad(sampler: Sampler, sched: Schedule, lam: np.ndarray, w, diver
         if not np.all(np.isfinite(P)):
             raise ValueError("the output spectrum is not finite; check the schedule and psd "
                              "ranges")
+        if np.any((P == 0) & (part > 0) & (True if wp is None else wp > 0)):
+            raise ValueError("the output spectrum underflows to 0 in modes where psd > 0 "
+                             f"(the smallest psd value is {part[part > 0].min():.3g}): scale "
+                             "the psd up (every divergence here is scale-covariant) or give "
+                             "those modes weight 0")
         J += _divergence(part, P, divergence, wp)
         pbar = divergence_grad(part, P, divergence, wp)
         a, b = vjp(sampler, sched, part, pbar, 2 * V * T * pbar, free,

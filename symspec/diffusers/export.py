@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +36,7 @@ from ..schedules import Schedule, diffusers_schedule
 from ..symbolic.engine import Sampler
 from ..symbolic.samplers import DDIM, DDPM, DPMPP, EULER, HEUN
 
-__all__ = ["to_diffusers", "level_range", "EXPORTERS"]
+__all__ = ["to_diffusers", "level_range", "EXPORTERS", "ExportWarning"]
 
 _LINEAR_OFF = {"clip_sample": False, "thresholding": False, "use_karras_sigmas": False,
                "use_exponential_sigmas": False, "use_beta_sigmas": False}
@@ -290,6 +291,23 @@ EXPORTERS: dict[Callable, Callable] = {DDPM.step: _ddpm, DDIM.step: _ddim, DPMPP
 _EXPORTABLE = ("DDPM", "DDIM", "DPMPP", "EULER", "HEUN")
 
 
+class ExportWarning(UserWarning):
+    """A schedule's levels lie outside the base scheduler's training range: they are moved
+    to the nearest level it has."""
+
+
+def _warn_outside(schedule: Schedule, base) -> None:
+    lo, hi = level_range(base)
+    vp = schedule.to_space("vp")
+    levels = np.concatenate([vp.start, vp.end[vp.end < 1.0]])
+    out = levels[(levels < lo * (1 - 1e-9)) | (levels > hi * (1 + 1e-9))]
+    if out.size:
+        warnings.warn(f"{out.size} level(s) of the schedule lie outside the base scheduler's "
+                      f"training range alpha-bar [{lo:.3g}, {hi:.3g}] (e.g. {out[0]:.3g}) and "
+                      "are moved into it; design with level_range=symspec.diffusers."
+                      "level_range(base) to export exactly", ExportWarning, stacklevel=3)
+
+
 def _logsnr(s: Schedule) -> np.ndarray:
     ab = s.to_space("vp").start
     return np.log(ab) - np.log1p(-ab)
@@ -306,7 +324,7 @@ def to_diffusers(sampler: Sampler, schedule: Schedule, base=None, *, psd=None,
     schedule : Schedule
         A schedule ending at the clean level, e.g. from :func:`symspec.design_schedule`.
         DDPM and DDIM also run non-chained schedules (``chained=False`` designs), through a
-        paired scheduler (:func:`symspec.diffusers.paired.paired_scheduler`) whose
+        paired scheduler (:func:`symspec.diffusers.paired_scheduler`) whose
         configuration holds the (timestep, previous timestep) pairs; with ``psd`` those
         integer pairs are refined for the objective after rounding (one training timestep
         near the clean end is a large step in log-SNR).  The other samplers take chained
@@ -347,6 +365,7 @@ def to_diffusers(sampler: Sampler, schedule: Schedule, base=None, *, psd=None,
         raise ValueError("a zero-terminal-SNR schedule (alpha-bar 0) cannot be exported: "
                          "integer-timestep schedulers divide by alpha-bar and sigmas would be "
                          "infinite")
+    _warn_outside(schedule, base)
     sch, exported = exporter(sampler, schedule, base, psd=psd, divergence=divergence)
     report = {"scheduler": type(sch).__name__,
               "timesteps": exported.meta.get("timesteps"),
