@@ -300,7 +300,11 @@ def _warn_outside(schedule: Schedule, base) -> None:
     lo, hi = level_range(base)
     vp = schedule.to_space("vp")
     levels = np.concatenate([vp.start, vp.end[vp.end < 1.0]])
-    out = levels[(levels < lo * (1 - 1e-9)) | (levels > hi * (1 + 1e-9))]
+    with np.errstate(divide="ignore"):  # alpha-bar 0 (zero terminal SNR) is -inf: outside
+        u = np.log(levels) - np.log1p(-levels)
+    u_lo, u_hi = (math.log(a) - math.log1p(-a) for a in (lo, hi))
+    # beyond the range by more than float32 rounding of the training table (1e-3 in log-SNR)
+    out = levels[(u < u_lo - 1e-3) | (u > u_hi + 1e-3)]
     if out.size:
         warnings.warn(f"{out.size} level(s) of the schedule lie outside the base scheduler's "
                       f"training range alpha-bar [{lo:.3g}, {hi:.3g}] (e.g. {out[0]:.3g}) and "
