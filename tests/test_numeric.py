@@ -381,3 +381,32 @@ def test_compressed_objective_and_gradient_equal_the_mode_by_mode_sums(monkeypat
         assert j1 == pytest.approx(j2, rel=1e-12)
         np.testing.assert_allclose(g1, g2, rtol=1e-11)
         assert v1 == pytest.approx(v2, rel=1e-11)
+
+
+def test_dask_psd_and_distributed_designs_equal_the_in_memory_results():
+    # issue 14: beyond one machine on an existing engine (here a 2-worker LocalCluster)
+    da = pytest.importorskip("dask.array", reason="dask is the optional 'dask' extra")
+    distributed = pytest.importorskip("distributed", reason="the 'dask' extra")
+    import dask
+
+    from symspec.design import design_schedule, design_schedules
+
+    psd = symspec.spectra.power_law((32, 32))
+    s = Schedule.from_alpha_bar(np.linspace(0.01, 1.0, 9))
+    smp = symspec.DPMPP(sde=True)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        lazy = spectral_response(smp, s, da.from_array(psd, chunks=(8, 32)))
+        out, tr = dask.compute(lazy.output_psd, lazy.transfer)
+        psds = [symspec.spectra.power_law((8, 8), a) for a in (1.0, 2.0, 3.0)]
+        remote = design_schedules(DDIM, psds, 4, client=client)
+    here = spectral_response(smp, s, psd)
+    np.testing.assert_array_equal(out, here.output_psd)
+    np.testing.assert_array_equal(tr, here.transfer)
+    for p, r in zip(psds, remote, strict=True):
+        np.testing.assert_array_equal(r.alpha_bar, design_schedule(DDIM, p, 4).alpha_bar)
+    with pytest.raises(ValueError, match="mean and trajectory are not supported"):
+        spectral_response(smp, s, da.from_array(psd), trajectory=True)
+    with pytest.raises(TypeError, match="client must be a dask.distributed Client"):
+        design_schedules(DDIM, psds, 4, client="localhost:8786")

@@ -12,4 +12,5 @@ from .optimise import STARTS as STARTS
 from .optimise import DesignWarning as DesignWarning
 from .optimise import baseline_schedules as baseline_schedules
 from .optimise import design_schedule as design_schedule
+from .optimise import design_schedules as design_schedules
 from .optimise import objective as objective

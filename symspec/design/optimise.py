@@ -63,7 +63,8 @@ from ..symbolic.engine import Sampler, make_level
 from .divergences import DIVERGENCES, divergence_grad
 from .divergences import divergence as _divergence
 
-__all__ = ["design_schedule", "objective", "baseline_schedules", "initial_kl", "DesignWarning",
+__all__ = ["design_schedule", "design_schedules", "objective", "baseline_schedules", "initial_kl",
+           "DesignWarning",
            "LOGSNR_RANGE", "STARTS"]
 
 #: Default range of the free levels in log-SNR: alpha-bar in [3.1e-7, 1 - 3.1e-7], sigma in
@@ -742,6 +743,34 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
                       stacklevel=2)
     sched.meta.update(meta)
     return sched
+
+
+def design_schedules(sampler: Sampler, psds, steps: int, divergence: str = "w2", *,
+                     client=None, **options) -> list[Schedule]:
+    """One :func:`design_schedule` per spectrum of ``psds`` (per class, per image, ...).
+
+    ``psds`` is a sequence of spectra, or an array whose first axis runs over them.  With a
+    ``dask.distributed`` ``client`` (the ``dask`` extra: a ``LocalCluster``, or a cluster
+    by its address) the designs run as one task each on its workers; without one they run
+    here, one after the other.  ``options`` go to :func:`design_schedule`.
+
+    >>> import numpy as np, symspec
+    >>> psds = [symspec.spectra.power_law((8, 8), a) for a in (1.0, 2.0)]
+    >>> [s.steps for s in design_schedules(symspec.DDIM, psds, 3)]
+    [3, 3]
+    """
+    check_type(sampler, Sampler, "sampler")
+    items = list(psds)
+    if not items:
+        raise ValueError("psds is empty: give at least one spectrum")
+    def one(psd):
+        return design_schedule(sampler, psd, steps, divergence, **options)
+
+    if client is None:
+        return [one(p) for p in items]
+    if not hasattr(client, "map") or not hasattr(client, "gather"):
+        raise TypeError(f"client must be a dask.distributed Client, got {type(client).__name__}")
+    return client.gather(client.map(one, items, pure=False))
 
 
 # -- heuristic schedules -----------------------------------------------------------------

@@ -19,6 +19,23 @@ __all__ = ["Response", "spectral_response", "compress", "CHUNK"]
 CHUNK = 1 << 17
 
 
+def _dask_response(sampler, schedule, psd, mean, prediction_type, trajectory) -> Response:
+    """The response of a ``dask.array`` PSD: :func:`spectral_response` per chunk, lazily."""
+    if mean is not None or trajectory:
+        raise ValueError("with a dask psd, mean and trajectory are not supported")
+    if not 1 <= psd.ndim <= 3:
+        raise ValueError(f"psd must be 1-, 2- or 3-dimensional, got shape {psd.shape}")
+
+    def block(b):
+        r = spectral_response(sampler, schedule, np.asarray(b),
+                              prediction_type=prediction_type)
+        return np.stack([r.transfer, r.log_transfer, r.noise_psd, r.output_psd])
+
+    out = psd.map_blocks(block, new_axis=0, chunks=((4,), *psd.chunks), dtype=np.float64)
+    init_var = schedule.to_space(sampler.space).init_var
+    return Response(out[0], out[1], out[2], out[3], None, init_var)
+
+
 def compress(lam: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """The distinct values of the flat ``lam`` and the map back (``None``: not worth it).
 
@@ -95,6 +112,14 @@ def spectral_response(sampler: Sampler, schedule: Schedule, psd: ArrayLike, *,
     trajectory : bool
         Also return the per-step variance and transfer.
 
+    Notes
+    -----
+    A ``dask.array`` PSD (the ``dask`` extra) gives a response of lazy dask arrays, one task
+    per chunk of modes, on whatever scheduler dask is using (a ``dask.distributed`` client,
+    a ``LocalCluster``, or threads); compute its fields together
+    (``dask.compute(r.output_psd, r.transfer)``) so that each chunk runs once.  Bad values
+    in the PSD are then reported when a chunk is computed.
+
     Examples
     --------
     >>> import numpy as np, symspec
@@ -106,6 +131,8 @@ def spectral_response(sampler: Sampler, schedule: Schedule, psd: ArrayLike, *,
     """
     check_type(sampler, Sampler, "sampler")
     check_type(schedule, Schedule, "schedule")
+    if type(psd).__module__.startswith("dask."):
+        return _dask_response(sampler, schedule, psd, mean, prediction_type, trajectory)
     grid = validate_psd(psd, copy=False)  # only read
     shape = grid.shape
     m = None if mean is None else validate_mean(mean, shape)
