@@ -262,8 +262,12 @@ def _png_bytes(fig, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
-def _sampler_args(p) -> None:
-    p.add_argument("--sampler", default="ddim", choices=sorted(SAMPLERS), help="sampler")
+def _sampler_args(p, positional: bool = False) -> None:
+    """The sampler (``--sampler``, or a positional ``sampler``) and its options."""
+    if positional:
+        p.add_argument("sampler", choices=sorted(SAMPLERS), help="sampler")
+    else:
+        p.add_argument("--sampler", default="ddim", choices=sorted(SAMPLERS), help="sampler")
     p.add_argument("--eta", type=float, help="DDIM eta (>= 0; any eta in [0, 1] fits every "
                    "step); the same as --option eta=ETA")
     p.add_argument("--option", action="append", metavar="NAME=VALUE",
@@ -275,10 +279,7 @@ def add_derive(sub):
                        description="Derive a sampler's one-step linear map state' = A state + "
                        "B w + C m on symbols, and (one-state samplers) its closed form over "
                        "--steps steps.")
-    p.add_argument("sampler", choices=sorted(SAMPLERS), help="sampler")
-    p.add_argument("--eta", type=float, help="DDIM eta (>= 0); the same as --option eta=ETA")
-    p.add_argument("--option", action="append", metavar="NAME=VALUE",
-                   help="a sampler option, e.g. variance=fixed_large (repeatable)")
+    _sampler_args(p, positional=True)
     p.add_argument("--steps", type=int, default=2, help="closed form over this many steps (1-4)")
     p.add_argument("--latex", action="store_true", help="print LaTeX")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -833,10 +834,7 @@ def add_codegen(sub):
                        "spectral response of a sampler (output spectrum, transfer, noise "
                        "spectrum) from a grid of levels and a PSD, in NumPy, PyTorch or JAX, "
                        "with no import of symspec (symspec.codegen).")
-    p.add_argument("sampler", choices=sorted(SAMPLERS), help="sampler")
-    p.add_argument("--eta", type=float, help="DDIM eta (>= 0); the same as --option eta=ETA")
-    p.add_argument("--option", action="append", metavar="NAME=VALUE",
-                   help="a sampler option, e.g. solver_order=3 (repeatable)")
+    _sampler_args(p, positional=True)
     p.add_argument("--backend", default="numpy", choices=BACKENDS,
                    help="the array library of the module")
     p.add_argument("--prediction-type", default="epsilon", choices=PREDICTION_TYPES,
