@@ -48,7 +48,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, softmax
 
 from .._checks import Space, check_space, check_type, number, validate_psd
-from ..numeric.core import TAPE_BYTES, one_blas_thread, run, vjp
+from ..numeric.core import TAPE_BYTES, one_blas_thread, run, tape_block, vjp
 from ..numeric.response import compress
 from ..schedules import (
     BETA_SCHEDULES,
@@ -113,9 +113,9 @@ def _value_and_grad(sampler: Sampler, sched: Schedule, lam: np.ndarray, w, diver
     :data:`~symspec.numeric.core.TAPE_BYTES`, and at most 4x the PSD beyond 4 MB), for any
     sampler and step count.
     """
-    n, k, V = sched.steps, sampler.state, sched.init_var
+    n, V = sched.steps, sched.init_var
     budget = min(TAPE_BYTES, max(4 * 2**20, 4 * lam.nbytes))
-    block = max(256, budget // (16 * n * (k * (k + 1) // 2 + k)))
+    block = tape_block(sampler, sched, budget)
     J = gV = 0.0
     gs, ge = np.zeros(n), np.zeros(n)
     for lo in range(0, lam.size, block):

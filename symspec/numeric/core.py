@@ -35,7 +35,8 @@ from ..schedules import Schedule
 from ..symbolic.engine import NonLinearSamplerError, Sampler, variant
 from .lambdify import compiled, compiled_gradient, lam_powers
 
-__all__ = ["Run", "run", "vjp", "reads", "step_levels", "one_blas_thread", "TAPE_BYTES"]
+__all__ = ["Run", "run", "vjp", "reads", "step_levels", "one_blas_thread", "tape_block",
+           "TAPE_BYTES"]
 
 #: Largest tape :func:`vjp` keeps at once (the modes are processed in blocks that fit).
 TAPE_BYTES = 64 * 2**20
@@ -232,12 +233,11 @@ def vjp(sampler: Sampler, schedule: Schedule, lam: np.ndarray, bar_noise: np.nda
     >>> bool(np.isclose(gs[1] + ge[0], (f(0.5 + h) - f(0.5 - h)) / (2 * h), rtol=1e-6))
     True
     """
-    n, k, M = schedule.steps, sampler.state, lam.size
+    n, M = schedule.steps, lam.size
     if tape is not None:
         return tuple(_backward(sampler, schedule, lam, tape, bar_noise, bar_transfer, free,
                                prediction_type, noise_scale))
-    per_mode = 8 * n * (k * (k + 1) // 2 + k) * 2  # the tape and its dense working copies
-    block = max(256, tape_bytes // max(per_mode, 1))
+    block = tape_block(sampler, schedule, tape_bytes)
     g = np.zeros((2, n))
     for lo in range(0, M, block):
         sl = slice(lo, min(M, lo + block))
@@ -248,6 +248,13 @@ def vjp(sampler: Sampler, schedule: Schedule, lam: np.ndarray, bar_noise: np.nda
                        None if bar_transfer is None else bar_transfer[sl], free,
                        prediction_type, scale)
     return g[0], g[1]
+
+
+def tape_block(sampler: Sampler, schedule: Schedule, budget: int = TAPE_BYTES) -> int:
+    """Modes per block whose tape (with its dense working copies) fits in ``budget`` bytes."""
+    k = sampler.state
+    per_mode = 16 * schedule.steps * (k * (k + 1) // 2 + k)
+    return max(256, budget // per_mode)
 
 
 def _sliced(noise_scale, sl):
