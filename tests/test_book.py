@@ -13,7 +13,14 @@ resource the page requested. ``--dump-dom`` returns it; a screenshot is checked 
 A second check renders *every* page of the book in one Chromium run: a driver page loads
 each page in turn in a 1280-px-wide same-origin iframe, waits for its MathJax and images,
 and reports per page its tables, paragraphs that are a Markdown table left as text, the
-width of every displayed formula against its container, TeX errors and image loads.
+width of every displayed formula against its container, TeX errors, image loads and the
+width each image is shown at.
+
+Figure text: every PNG a chapter draws records the size of its smallest text in points and
+its dpi (``book/_ext/symspec_figure_text.py``, loaded in every book kernel by the book's
+IPython profile), so the height of that text on the page is ``pt * dpi / 72`` pixels in the
+PNG times the shown width over the PNG's width; it must be at least 9 px in a 1280-px
+window.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import functools
 import html
 import http.server
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -276,7 +284,8 @@ async function probe(url) {
     mjx_errors: q("mjx-merror").map(e => e.textContent.slice(0, 80)),
     displays: q('main mjx-container[display="true"]').map(el => fits(w, el)),
     images: imgs.map(i => ({src: i.getAttribute("src"), complete: i.complete,
-                            w: i.naturalWidth, h: i.naturalHeight})),
+                            w: i.naturalWidth, h: i.naturalHeight,
+                            shown: i.getBoundingClientRect().width})),
   };
   f.remove();
   return report;
@@ -391,6 +400,134 @@ def test_every_image_loads(every_page):
         for img in r["images"]:
             assert img["complete"] and img["w"] > 0 and img["h"] > 0, f"{doc}: {img}"
     assert sum(len(r["images"]) for r in every_page.values()) >= 10
+
+
+# -- figure text ------------------------------------------------------------------------
+
+MIN_TEXT_PX = 9      # the smallest text a figure may show, CSS pixels, in a 1280-px window
+# a cell's output image, named by myst-nb after its content hash (static images are not
+# drawn by a book kernel, so carry no text record)
+OUTPUT_IMAGE = re.compile(r"_images/[0-9a-f]{64}\.png$")
+
+
+def figure_text():
+    """``book/_ext/symspec_figure_text.py``, the kernel hook that records figure text."""
+    spec = importlib.util.spec_from_file_location(
+        "symspec_figure_text", BOOK / "_ext" / "symspec_figure_text.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def shown_text_px(png: Path, shown_width: float) -> tuple[float, str] | None:
+    """The height in CSS pixels of a figure's smallest text when the PNG is shown
+    ``shown_width`` pixels wide, and that text; ``(inf, "")`` for a figure without text,
+    None for a PNG without a text record."""
+    from PIL import Image
+
+    ft = figure_text()
+    with Image.open(png) as img:
+        record, width = dict(img.text), img.width
+    if ft.DPI not in record:
+        return None
+    if ft.MIN_PT not in record:
+        return float("inf"), ""
+    px_in_png = float(record[ft.MIN_PT]) * float(record[ft.DPI]) / 72
+    return px_in_png * shown_width / width, record.get(ft.TEXT, "")
+
+
+def small_figure_text(page: Path, images: list[dict]) -> list[str]:
+    """The figures of a page (its HTML file, and the probe's report of its images) whose
+    smallest text is under ``MIN_TEXT_PX`` as shown, or that carry no record of it."""
+    bad = []
+    for img in images:
+        if not OUTPUT_IMAGE.search(img["src"]):
+            continue
+        png = page.parent.joinpath(img["src"]).resolve()
+        found = shown_text_px(png, img["shown"])
+        if found is None:
+            bad.append(f"{img['src']}: no text-size record (was it drawn outside a book "
+                       "kernel? the build sets IPYTHONDIR=book/_ipython)")
+        elif found[0] < MIN_TEXT_PX:
+            px, text = found
+            bad.append(f"{img['src']}: text {text!r} is {px:.1f} px tall, shown "
+                       f"{img['shown']:.0f} of {img['w']} px wide")
+    return bad
+
+
+def test_figure_text_legible(every_page):
+    for doc, r in every_page.items():
+        bad = small_figure_text(HTML / f"{doc}.html", r["images"])
+        assert not bad, f"{doc}: figure text under {MIN_TEXT_PX} px at 1280 px: {bad}"
+    checked = sum(bool(OUTPUT_IMAGE.search(i["src"]))
+                  for r in every_page.values() for i in r["images"])
+    assert checked >= 10, checked
+
+
+@pytest.mark.parametrize("fontsize, shown, legible", [
+    (10, 1.0, True),     # 10 pt at 150 dpi: 20.8 px in the PNG, shown at full size
+    (10, 0.5, True),     # shown at half width: 10.4 px
+    (8, 0.5, False),     # 8.3 px
+    (4, 1.0, False),     # 8.3 px even at full size
+])
+def test_figure_text_check_fails_on_small_text(tmp_path, monkeypatch, fontsize, shown,
+                                              legible):
+    """The hook records what the check needs, and the check fails on small text: a figure
+    drawn with the hook installed (as in a book kernel), then shown at a fraction of its
+    width."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    monkeypatch.setattr(FigureCanvasAgg, "print_png", FigureCanvasAgg.print_png)  # restored
+    figure_text().install()
+    fig, ax = plt.subplots(figsize=(6.4, 3), dpi=150)
+    ax.plot([0, 1], label="curve")
+    ax.tick_params(labelsize=12)
+    ax.legend(fontsize=fontsize)
+    ax.set_title("hidden", fontsize=2, visible=False)       # not drawn: not counted
+    ax.set_xlabel("   ")                                      # blank: not counted
+    name = f"{'0' * 64}.png"                                   # a cell output's name
+    png = tmp_path / "_images" / name
+    png.parent.mkdir()
+    fig.savefig(png, bbox_inches="tight")                     # as the inline backend does
+    plt.close(fig)
+    from PIL import Image
+
+    with Image.open(png) as img:
+        width = img.width
+    px, text = shown_text_px(png, shown * width)
+    assert text == "curve"
+    assert px == pytest.approx(fontsize * 150 / 72 * shown)
+    images = [{"src": f"../_images/{name}", "w": width, "shown": shown * width}]
+    bad = small_figure_text(tmp_path / "theory" / "page.html", images)
+    assert (not bad) == legible, bad
+    if not legible:
+        assert "'curve' is" in bad[0], bad
+
+
+def test_figure_text_hook_counts_only_drawn_text():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ft = figure_text()
+    fig, (a, b) = plt.subplots(1, 2, dpi=120)
+    a.set_xlabel("label", fontsize=11)
+    a.tick_params(labelsize=10)
+    b.imshow([[0, 1], [1, 0]])
+    b.axis("off")
+    b.tick_params(labelsize=3)       # the axes of b are not drawn
+    fig.text(0.5, 0.5, "note", fontsize=9.5)
+    record = ft.text_record(fig)
+    plt.close(fig)
+    assert record == {ft.DPI: "120", ft.MIN_PT: "9.5", ft.TEXT: "note"}
+    empty = plt.figure(dpi=80)
+    assert ft.text_record(empty) == {ft.DPI: "80"}
+    plt.close(empty)
 
 
 if __name__ == "__main__":  # executed asserts per chapter, for the CI log

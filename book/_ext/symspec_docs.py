@@ -10,12 +10,18 @@
 - A constant documented under a re-export (``symspec.SAMPLERS``) keeps the ``#:`` comment
   of the module that defines it; a constant in a module's ``__all__`` is documented even
   without one.
+
+It also sets up the kernels that execute the chapters (:func:`_kernels`): they run in the
+book's own IPython profile, ``book/_ipython`` (which records the text size of every figure,
+see ``symspec_figure_text.py``), and speak to the build over CurveZMQ-encrypted sockets.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from pathlib import Path
 from types import ModuleType
 
 from sphinx.ext.autodoc import DataDocumenter, ModuleDocumenter
@@ -139,7 +145,32 @@ def _resolve(app, env, node, contnode):
     return None
 
 
+def _kernels() -> None:
+    """Set up the kernels myst-nb starts (they inherit this process's environment).
+
+    - ``IPYTHONDIR`` is the book's profile folder, so every chapter's kernel loads
+      ``book/_ipython/profile_default/ipython_kernel_config.py`` and none of the reader's
+      own IPython settings.
+    - Kernel transport is encrypted.  ipykernel warns at every kernel start (``IPKernelApp
+      WARNING | Kernel is running over TCP without encryption``) unless its kernel manager
+      provisions CurveZMQ keys, which jupyter_client does only when
+      ``KernelManager.transport_encryption`` is ``"auto"`` or ``"required"``: its default is
+      ``"disabled"``, and myst-nb (through jupyter-cache and nbclient) creates its kernel
+      managers with no configuration, so the default is changed here.  ``"auto"`` provisions
+      keys when the kernelspec declares ``curve`` support (ipykernel's does) and otherwise
+      starts the kernel as before.
+    """
+    os.environ["IPYTHONDIR"] = str(Path(__file__).resolve().parents[1] / "_ipython")
+    import zmq
+    from jupyter_client.manager import KernelManager
+
+    trait = KernelManager.class_traits().get("transport_encryption")
+    if trait is not None and zmq.has("curve"):
+        trait.default_value = "auto"
+
+
 def setup(app):
+    _kernels()
     app.setup_extension("sphinx.ext.autodoc")
     app.add_autodocumenter(SamplerDocumenter)
     app.add_autodocumenter(ReexportedDataDocumenter, override=True)
