@@ -397,6 +397,11 @@ def add_psd(sub):
     p.add_argument("--window", help="scipy window name (default: hann for WAV, none otherwise)")
     p.add_argument("--keep-mean", action="store_true", help="second moment, not variance")
     p.add_argument("--fit", choices=["ar1", "lorentzian", "powerlaw"], help="fit a model")
+    p.add_argument("--per-image", action="store_true",
+                   help="folder of images: one spectrum per image, from its own --size "
+                   "patches; 'psd' is then a stack (first axis over the images, 'files' their "
+                   "names, 'n' the patches of each), which 'symspec design --psd' designs "
+                   "one schedule per image for")
     p.add_argument("--out", required=True, help="output .npz (arrays 'psd' and 'n')")
     p.add_argument("--plot", help="also save the radially averaged spectrum to this PNG")
 
@@ -429,6 +434,42 @@ def _folder_estimate(args, path: Path, progress: bool):
                 f"{' (no overlap)' if stride >= args.size else ''}, of {files} images (--mode "
                 f"patches{'' if args.mode else ', the default with --size'})")
     return acc.psd(not args.keep_mean), acc.n, what, {}
+
+
+def _per_image_estimate(args, path: Path):
+    """``(stack, n per image, what, {"files": names})``: one spectrum per image of a folder,
+    each from its own ``--size`` patches."""
+    from .spectra.estimate import SpectrumAccumulator
+    from .spectra.readers import ImageTooSmallError, cut_image, image_files, read_image
+
+    if not path.is_dir():
+        raise ValueError(f"--per-image needs a folder of images, got {path}")
+    if args.size is None:
+        raise ValueError("--per-image needs --size: each image's spectrum is estimated from "
+                         "its own --size x --size patches (at least 2 per image)")
+    if args.mode == "crop":
+        raise ValueError("--per-image needs --mode patches: a crop is one sample, and a "
+                         "spectrum needs at least 2")
+    files = image_files(path)
+    psds, ns = [], []
+    for f in files:
+        try:
+            patches = cut_image(read_image(f, color=args.color), args.size, "patches",
+                                args.stride, f.name)
+        except ImageTooSmallError as exc:
+            h, w = exc.shape
+            raise ValueError(f"{f.name}: image is {h}x{w}, smaller than --size {args.size}")\
+                from None
+        if len(patches) < 2:
+            raise ValueError(f"{f.name}: one {args.size}x{args.size} patch; a spectrum needs "
+                             "at least 2 (use a smaller --size or --stride)")
+        acc = SpectrumAccumulator(2, channels=args.color, window=args.window)
+        acc.update(patches, f.name)
+        psds.append(acc.psd(not args.keep_mean))
+        ns.append(acc.n)
+    stride = args.stride or args.size
+    what = f"images ({args.size}x{args.size} patches, stride {stride}, per image)"
+    return np.stack(psds), np.array(ns), what, {"files": np.array([f.name for f in files])}
 
 
 def _psd_estimate(args, path: Path):
@@ -474,8 +515,14 @@ def cmd_psd(args) -> int:
     if Path(args.out).suffix != ".npz":
         raise ValueError(f"--out must end in .npz, got {args.out!r}")
     _check_outputs((args.out, "--out"), (args.plot, "--plot"))
-    psd, n, what, extra = _psd_estimate(args, path)
-    if args.color:
+    if args.per_image and args.fit:
+        raise ValueError("--fit applies to one spectrum, not to --per-image")
+    psd, n, what, extra = (_per_image_estimate if args.per_image else _psd_estimate)(args, path)
+    if args.per_image:  # the first few images' spectra (their first eigen-channel)
+        curves = {str(name): v[..., 0] if args.color else v
+                  for name, v in zip(extra["files"][:8], psd[:8], strict=False)}
+        n_text = f"{len(psd)} images, {int(n.min())}-{int(n.max())} patches each"
+    elif args.color:
         curves = {f"eigen-channel {j}": psd[..., j] for j in range(psd.shape[-1])}
     else:
         curves = {path.name: psd}
@@ -490,8 +537,9 @@ def cmd_psd(args) -> int:
         outputs.append((args.plot, _psd_figure({k: (v, fits[k]) for k, v in curves.items()}),
                         "--plot"))
     write_outputs(outputs)
-    print(f"psd: shape {psd.shape} from {n} {what} in {path}; mean {psd.mean():.5g} per mode; "
-          f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
+    print(f"psd: shape {psd.shape} from {n_text if args.per_image else n} {what} in {path}; "
+          f"mean {psd.mean():.5g} per mode; wrote {args.out}"
+          + (f" and {args.plot}" if args.plot else ""))
     for label, fit in fits.items():
         if fit is not None:
             print(f"{label}: {fit.model}: " + ", ".join(
@@ -594,6 +642,82 @@ def add_design(sub):
                    help="keep the levels inside this 1000-step training schedule")
     p.add_argument("--zero-terminal-snr", action="store_true",
                    help="start from pure noise (alpha-bar 0)")
+    p.add_argument("--stack", action="store_true",
+                   help="--psd is a stack of spectra (a .npy/.npz whose first axis runs over "
+                   "them): design one schedule per spectrum, all at once, into one --out "
+                   "JSON {'files', 'schedules'}; implied by an .npz from 'symspec psd "
+                   "--per-image'")
+
+
+def _psd_stack(spec: str, force: bool) -> tuple[np.ndarray, list[str]] | None:
+    """The stack of spectra ``--psd`` names and a name for each, or None for one spectrum:
+    an ``.npz`` of ``symspec psd --per-image`` (it has ``files``), or with ``--stack`` any
+    ``.npy``/``.npz`` whose first axis runs over the spectra."""
+    from .spectra.readers import load_array
+
+    path = Path(spec)
+    per_image = path.suffix == ".npz" and path.is_file() and "files" in np.load(
+        path, allow_pickle=False).files
+    if not (force or per_image):
+        return None
+    if not path.is_file() or path.suffix not in (".npy", ".npz"):
+        raise ValueError(f"--stack: --psd must be a .npy or .npz file, got {spec!r}")
+    try:
+        arr = load_array(path, "psd" if path.suffix == ".npz" else None,
+                         max_values=MAX_PSD_VALUES, what="the psd stack")
+    except ValueError as exc:
+        raise ValueError(f"--psd: {exc}") from None
+    if arr.ndim < 2:
+        raise ValueError(f"--psd {spec}: a stack needs a first axis over the spectra, got "
+                         f"shape {arr.shape}")
+    names = [f"psd[{i}]" for i in range(len(arr))]
+    if per_image:
+        with np.load(path, allow_pickle=False) as f:
+            files = [str(x) for x in f["files"]]
+        if len(files) == len(arr):
+            names = files
+    return arr, names
+
+
+def _design_stack(args, smp, stack: np.ndarray, names: list[str]) -> int:
+    """``symspec design`` of a stack: one schedule per spectrum (design_schedules)."""
+    from .design import design_schedules
+
+    progress = _StderrProgress()
+    try:
+        scheds = design_schedules(smp, stack, args.steps, args.divergence, progress=progress,
+                                  **_design_kwargs(args, smp))
+    except ValueError as exc:  # "psds[i]: ..." -> the spectrum's name
+        msg = re.sub(r"^psds\[(\d+)\]", lambda m: names[int(m.group(1))], str(exc))
+        raise ValueError(f"--psd {args.psd}: {msg}") from None
+    progress.done()
+    doc = {"files": names, "schedules": [json.loads(s.to_json()) for s in scheds]}
+    outputs: list[tuple[str | Path, bytes | str, str]] = [(args.out, json.dumps(doc), "--out")]
+    if args.plot:
+        from .plotting import plot_schedules
+
+        fig, ax = _figure()
+        plot_schedules(dict(zip(names[:8], scheds[:8], strict=False)), ax=ax[0, 0])
+        fig.suptitle(f"{smp.name}, N={args.steps}, {args.divergence} designs "
+                     f"({min(8, len(names))} of {len(names)})")
+        outputs.append((args.plot, _png_bytes(fig), "--plot"))
+    write_outputs(outputs)
+    if args.json:
+        print(json.dumps({"out": args.out, "designs": [
+            {"file": nm, **s.meta, "levels": (s.alpha_bar if smp.space == "vp" else s.sigmas)
+             .tolist() if s.chained else None} for nm, s in zip(names, scheds, strict=True)]}))
+        return 0
+    print(f"{smp.name} {dict(smp.options)}, {args.steps} steps, {args.divergence}: "
+          f"{len(scheds)} designs")
+    for nm, s, psd in zip(names, scheds, stack, strict=True):
+        m = s.meta
+        print(f"{nm}: objective {m['objective']:.6g} ({m['objective'] / psd.sum():.4g} of "
+              f"sum(psd)), {m['iterations']} iterations, "
+              f"{'converged' if m['converged'] else 'NOT converged: ' + m['message']}")
+    if args.plot:
+        print(f"figure written to {args.plot}")
+    print(f"schedules written to {args.out}")
+    return 0
 
 
 def cmd_design(args) -> int:
@@ -602,6 +726,9 @@ def cmd_design(args) -> int:
 
     _check_outputs((args.out, "--out"), (args.plot, "--plot"))
     smp = _sampler(args)
+    stack = _psd_stack(args.psd, args.stack)
+    if stack is not None:
+        return _design_stack(args, smp, *stack)
     psd = parse_psd(args.psd)
     progress = _StderrProgress()
     sched = design_schedule(smp, psd, args.steps, args.divergence, progress=progress,

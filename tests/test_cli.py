@@ -558,3 +558,82 @@ def test_response_and_diagnose_tables_of_a_colour_spectrum(tmp_path, capsys):
     np.testing.assert_allclose(got["data_psd"], data)
     assert main(["diagnose", "--psd", str(out), "--steps", "3", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["frequency"]) == f.size
+
+
+def _images(folder: Path, n: int = 3, size: int = 32) -> list[str]:
+    """Grey PNGs of smooth random fields, steeper spectra for later images."""
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size)))
+    names = []
+    for i in range(n):
+        x = np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal((size, size)))
+                                 / (1 + 30 * f) ** (0.5 + 0.4 * i)))
+        x = (x - x.min()) / (x.max() - x.min()) * 255
+        names.append(f"img{i}.png")
+        Image.fromarray(x.astype(np.uint8)).save(folder / names[-1])
+    return names
+
+
+def test_psd_per_image_and_the_design_of_the_stack(tmp_path, capsys):
+    # issue 14, item 4: one spectrum per image, then one schedule per spectrum
+    from symspec.design import design_schedule
+    from symspec.spectra.estimate import SpectrumAccumulator
+    from symspec.spectra.readers import cut_image, read_image
+
+    names = _images(tmp_path / "imgs")
+    out = tmp_path / "stack.npz"
+    code, text, _ = run(capsys, "psd", str(tmp_path / "imgs"), "--per-image", "--size", "8",
+                        "--out", str(out))
+    assert code == 0 and "3 images, 16-16 patches each" in text
+    with np.load(out) as f:
+        stack, files, n = f["psd"], list(f["files"]), f["n"]
+    assert stack.shape == (3, 8, 8) and files == names and n.tolist() == [16, 16, 16]
+    acc = SpectrumAccumulator(2)
+    acc.update(cut_image(read_image(tmp_path / "imgs" / names[1]), 8, "patches"))
+    np.testing.assert_allclose(stack[1], acc.psd(), rtol=1e-12)  # image 1's own spectrum
+    sched = tmp_path / "schedules.json"
+    code, text, err = run(capsys, "design", "--psd", str(out), "--steps", "4", "--sampler",
+                          "ddpm", "--out", str(sched))
+    assert code == 0 and "3 designs" in text and "designing: 3/3 spectra done" in err
+    doc = json.loads(sched.read_text())
+    assert doc["files"] == names and len(doc["schedules"]) == 3
+    for psd, s in zip(stack, doc["schedules"], strict=True):
+        got = symspec.Schedule.from_json(json.dumps(s))
+        want = design_schedule(symspec.DDPM, psd, 4).meta["objective"]
+        assert got.meta["objective"] <= want * (1 + 1e-6)
+    # --stack: any .npy whose first axis runs over spectra; --json
+    np.save(tmp_path / "s.npy", stack[:2])
+    code, text, _ = run(capsys, "design", "--psd", str(tmp_path / "s.npy"), "--stack",
+                        "--steps", "3", "--out", str(tmp_path / "s.json"), "--json")
+    got = json.loads(text)
+    assert code == 0 and [d["file"] for d in got["designs"]] == ["psd[0]", "psd[1]"]
+    assert len(got["designs"][0]["levels"]) == 4
+
+
+@pytest.mark.parametrize("argv, pattern", [
+    (["psd", "{d}/imgs", "--per-image", "--out", "{d}/x.npz"], r"--per-image needs --size"),
+    (["psd", "{d}/imgs", "--per-image", "--size", "8", "--mode", "crop", "--out",
+      "{d}/x.npz"], r"--per-image needs --mode patches"),
+    (["psd", "{d}/imgs", "--per-image", "--size", "32", "--out", "{d}/x.npz"],
+     r"img0.png: one 32x32 patch; a spectrum needs at least 2"),
+    (["psd", "{d}/imgs", "--per-image", "--size", "8", "--fit", "ar1", "--out", "{d}/x.npz"],
+     r"--fit applies to one spectrum"),
+    (["design", "--psd", "powerlaw:2", "--stack", "--out", "{d}/s.json"],
+     r"--stack: --psd must be a .npy or .npz file"),
+    (["design", "--psd", "{d}/nan.npy", "--stack", "--out", "{d}/s.json"],
+     r"--psd .*nan.npy: psd\[1\] must be finite"),
+    (["design", "--psd", "{d}/flat.npy", "--stack", "--out", "{d}/s.json"],
+     r"a stack needs a first axis over the spectra"),
+])
+def test_per_image_and_stack_errors_are_one_line(capsys, tmp_path, argv, pattern):
+    _images(tmp_path / "imgs", n=1)
+    bad = np.ones((3, 4, 4))
+    bad[1, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    np.save(tmp_path / "flat.npy", np.ones(4))
+    code, _, err = run(capsys, *(a.format(d=tmp_path) for a in argv))
+    assert_one_line_error(code, err, pattern)
+    assert not (tmp_path / "x.npz").exists() and not (tmp_path / "s.json").exists()

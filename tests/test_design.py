@@ -505,3 +505,148 @@ def test_psd_values_whose_output_underflows_are_named():
     psd[0, 1] = 1e-200
     with pytest.raises(ValueError, match=r"underflows to 0 .* smallest psd value is 1e-200"):
         design_schedule(DDIM, psd, 4)
+
+
+# -- many designs at once (issue 14, item 4) ------------------------------------------------
+def _stack(shape=(8, 8), alphas=(1.0, 2.0, 3.0)):
+    return np.stack([power_law(shape, a) for a in alphas])
+
+
+@pytest.mark.parametrize("smp, kind, options", [
+    pytest.param(DDIM, "w2", {}, id="ddim-honest"),
+    pytest.param(DDPM, "kl", {"start": 0.01}, id="ddpm-kl-fixed-start"),
+    pytest.param(DDPM, "w2", {"zero_terminal_snr": True}, id="ddpm-zero-terminal-snr"),
+    pytest.param(SAMPLERS["euler"], "kl_reverse", {"start": "free"}, id="euler-free"),
+    pytest.param(DDIM, "w2", {"chained": False}, id="ddim-unchained"),
+    pytest.param(SAMPLERS["dpmpp"], "w2", {}, id="dpmpp-multistep"),
+    pytest.param(ab2, "w2", {"level_range": (0.001, 0.95)}, id="user-ab2"),
+])
+def test_batched_designs_equal_the_single_designs(smp, kind, options):
+    psds = _stack()
+    weights = np.random.default_rng(1).uniform(0.5, 2.0, psds.shape)
+    many = symspec.design.design_schedules(smp, psds, 4, kind, weights=weights, **options)
+    for psd, w, got in zip(psds, weights, many, strict=True):
+        want = design_schedule(smp, psd, 4, kind, weights=w, **options)
+        J, J0 = got.meta["objective"], want.meta["objective"]
+        # the same iterates up to rounding, which can only move the stopping point
+        assert J0 * (1 - 1e-3) <= J <= J0 * (1 + 1e-6), (J, J0)
+        assert got.meta.keys() == want.meta.keys()
+        for key in ("start_rule", "chained", "divergence", "start", "converged"):
+            assert got.meta[key] == want.meta[key]
+        assert got.chained == want.chained and got.space == want.space
+        assert got.meta["initial_kl"] <= 0.01 + 1e-12 or options
+
+
+def test_batched_evaluation_equals_the_core_for_every_sampler():
+    # one forward run and one adjoint for all spectra, with per-spectrum levels
+    from symspec.design import batch
+    from symspec.design.optimise import _value_and_grad
+
+    rng = np.random.default_rng(2)
+    lam = rng.uniform(0.01, 10.0, (3, 6))
+    w = rng.uniform(0.5, 2.0, (3, 6))
+    for smp in [*SAMPLERS.values(), symspec.DDIM(eta=0.5), ab2, carried_noise]:
+        grids = [_grid(smp) * (1 + 0.1 * b) if smp.space == "ve" else
+                 np.append(np.sort(rng.uniform(0.01, 0.95, 3)), 1.0) for b in range(3)]
+        start = np.array([g[:-1] for g in grids])
+        end = np.array([g[1:] for g in grids])
+        V = np.array([1.0, 1.5, 2.5])
+        free = (np.array([True, True, True]), np.array([True, True, False]))
+        for kind in ("w2", "kl"):
+            J, gs, ge, gV, ok = batch._value_and_grad_batch(smp, start, end, V, lam, w, kind,
+                                                            "epsilon", free)
+            assert ok.all()
+            for b in range(3):
+                s = Schedule(start[b], end[b], smp.space, V[b])
+                J1, gs1, ge1, gV1 = _value_and_grad(smp, s, lam[b], w[b], kind, "epsilon",
+                                                    free)
+                assert J[b] == pytest.approx(J1, rel=1e-12), smp.name
+                np.testing.assert_allclose(gs[b], gs1, rtol=1e-9, atol=1e-12 * abs(J1))
+                np.testing.assert_allclose(ge[b], ge1, rtol=1e-9, atol=1e-12 * abs(J1))
+                assert gV[b] == pytest.approx(gV1, rel=1e-9, abs=1e-12 * abs(J1))
+
+
+def test_batched_lbfgsb_takes_scipys_iterates():
+    # the reverse-communication driver must be scipy.optimize.minimize, step for step
+    from scipy.optimize import minimize
+
+    from symspec.design import batch
+    from symspec.design.optimise import _THETA_MAX
+
+    def rosen(x):
+        f = np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+        g = np.zeros_like(x)
+        g[:-1] = -400 * x[:-1] * (x[1:] - x[:-1] ** 2) - 2 * (1 - x[:-1])
+        g[1:] += 200 * (x[1:] - x[:-1] ** 2)
+        return f, g
+
+    def asked(x):  # the generator form: the evaluation is "requested" and answered
+        return (yield x)
+
+    x0 = np.array([-1.2, 1.0, 13.0, 0.5])  # 13 starts outside the box: clipped
+    for maxiter in (7, 2000):
+        want = minimize(rosen, x0, jac=True, method="L-BFGS-B",
+                        bounds=[(-_THETA_MAX, _THETA_MAX)] * 4,
+                        options={"maxiter": maxiter, "ftol": 1e-10, "gtol": 1e-9})
+        gen = batch._minimize(asked, x0, maxiter)
+        x = next(gen)
+        try:
+            while True:
+                x = gen.send(rosen(x))
+        except StopIteration as stop:
+            f, xs, nit, nfev, ok, msg = stop.value
+        np.testing.assert_array_equal(xs, want.x)
+        assert (f, nit, nfev, ok, msg) == (want.fun, want.nit, want.nfev, want.success,
+                                           want.message)
+
+
+def test_batched_designs_are_faster_than_the_loop():
+    import time
+
+    psds = np.stack([power_law((16, 16), a) for a in np.linspace(1.0, 3.0, 12)])
+    symspec.design.design_schedules(DDIM, psds[:2], 6)  # compile outside the timings
+    t = time.perf_counter()
+    many = symspec.design.design_schedules(DDIM, psds, 6)
+    batched = time.perf_counter() - t
+    t = time.perf_counter()
+    one = [design_schedule(DDIM, p, 6) for p in psds]
+    loop = time.perf_counter() - t
+    assert max(abs(m.meta["objective"] / o.meta["objective"] - 1)
+               for m, o in zip(many, one, strict=True)) < 1e-6
+    assert batched < loop, (batched, loop)  # bench/batch.py measures the full ratio
+
+
+@pytest.mark.parametrize("psds, match", [
+    ([], r"psds is empty"),
+    (np.empty((0, 4, 4)), r"psds is empty"),
+    (np.ones(4), r"psds must be a stack of spectra .* shape \(4,\)"),
+    ([np.ones((4, 4)), np.ones((4, 5))], r"psds must all have one shape: .* psds\[1\] has "
+                                         r"\(4, 5\)"),
+    ([np.ones((4, 4)), np.full((4, 4), np.nan)], r"psds\[1\] must be finite"),
+    ([np.ones((4, 4)), -np.ones((4, 4))], r"psds\[1\] must be >= 0"),
+    ([np.ones((4, 4)), np.zeros((4, 4))], r"psds\[1\]: psd has no positive entry"),
+])
+def test_batched_designs_refuse_bad_stacks(psds, match):
+    with pytest.raises(ValueError, match=match):
+        symspec.design.design_schedules(DDIM, psds, 3)
+
+
+def test_batched_designs_refuse_bad_options_and_name_the_failing_spectrum():
+    psds = _stack()
+    with pytest.raises(TypeError, match="psds must be a stack of spectra"):
+        symspec.design.design_schedules(DDIM, "psd.npy", 3)
+    with pytest.raises(ValueError, match=r"weights must broadcast to the stack's shape "
+                                         r"\(3, 8, 8\), got shape \(5,\)"):
+        symspec.design.design_schedules(DDIM, psds, 3, weights=np.ones(5))
+    with pytest.raises(ValueError, match="steps must be an int >= 1, got 0"):
+        symspec.design.design_schedules(DDIM, psds, 0)
+    with pytest.raises(ValueError, match="divergence must be one of"):
+        symspec.design.design_schedules(DDIM, psds, 3, "l2")
+    with pytest.raises(TypeError, match="sampler"):
+        symspec.design.design_schedules("ddim", psds, 3)
+    bad = psds.copy()
+    bad[2, 0, 1] = 1e-200  # its output underflows: the batch redoes it alone, which names it
+    with pytest.raises(ValueError, match=r"psds\[2\]: the output spectrum underflows"):
+        symspec.design.design_schedules(DDIM, bad, 3)
+    with pytest.raises(ValueError, match=r"psds\[0\]: no honest start"):
+        symspec.design.design_schedules(DDIM, psds, 3, init_var=1.3)

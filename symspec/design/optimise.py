@@ -598,6 +598,44 @@ def _refine_unchained(sampler, par: _Param, theta0, lam, w, divergence, predicti
     return f * scale, schedule(x), nit, ok, msg
 
 
+def _options(sampler, steps, space, start, kl_tolerance, end, level_range, zero_terminal_snr,
+             init_var, chained, starts, maxiter) -> tuple[_Param, str, float]:
+    """Check the options of :func:`design_schedule`: ``(constraints, start rule, KL
+    tolerance)``."""
+    if start is None:
+        start = "honest"
+    if isinstance(start, str) and start not in ("honest", "free"):
+        raise ValueError(f"start must be a level, 'honest' or 'free', got {start!r}")
+    tol = number(kl_tolerance, "kl_tolerance", low=0, low_open=True)
+    if not isinstance(chained, bool):
+        raise TypeError(f"chained must be True or False, got {chained!r}")
+    rule: str = start if isinstance(start, str) else "fixed"
+    if zero_terminal_snr and rule in ("honest", "free"):
+        rule = "zero terminal SNR"
+    par = _constraints(sampler, steps, space, None if isinstance(start, str) else start, end,
+                       level_range, zero_terminal_snr, init_var)
+    bad = [s for s in starts if s not in STARTS]
+    if bad or not starts:
+        raise ValueError(f"starts must be a non-empty tuple from {STARTS}, got {starts!r}")
+    if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
+        raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
+    if not chained and par.steps < 2:
+        raise ValueError("chained=False needs steps >= 2 (one step has nothing to shift)")
+    return par, rule, tol
+
+
+def _meta(sampler, sched, J, best, results, nit, nfev, ok, msg, divergence, prediction_type,
+          rule, full) -> dict:
+    """The ``meta`` of a designed schedule (see :func:`design_schedule`)."""
+    return {"objective": float(J), "divergence": divergence, "iterations": nit,
+            "evaluations": nfev, "converged": ok, "message": msg, "start": best,
+            "starts": {k: float(v[0]) for k, v in results.items()}, "sampler": sampler.name,
+            "options": {k: v if isinstance(v, int | float | str | bool) else repr(v)
+                        for k, v in sampler.options}, "prediction_type": prediction_type,
+            "start_rule": rule, "chained": sched.chained,
+            "initial_kl": initial_kl(sched.space, float(sched.start[0]), full, sched.init_var)}
+
+
 def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: str = "w2", *,
                     weights: ArrayLike | None = None, space: Space | None = None,
                     start: float | Literal["honest", "free"] | None = "honest",
@@ -688,25 +726,8 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
     _check_kind(divergence)
     full, w = _check_psd(psd, divergence, weights)
     lam, w = _compressed(full, w)
-    if start is None:
-        start = "honest"
-    if isinstance(start, str) and start not in ("honest", "free"):
-        raise ValueError(f"start must be a level, 'honest' or 'free', got {start!r}")
-    tol = number(kl_tolerance, "kl_tolerance", low=0, low_open=True)
-    if not isinstance(chained, bool):
-        raise TypeError(f"chained must be True or False, got {chained!r}")
-    rule: str = start if isinstance(start, str) else "fixed"
-    if zero_terminal_snr and rule in ("honest", "free"):
-        rule = "zero terminal SNR"
-    par = _constraints(sampler, steps, space, None if isinstance(start, str) else start, end,
-                       level_range, zero_terminal_snr, init_var)
-    bad = [s for s in starts if s not in STARTS]
-    if bad or not starts:
-        raise ValueError(f"starts must be a non-empty tuple from {STARTS}, got {starts!r}")
-    if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
-        raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
-    if not chained and par.steps < 2:
-        raise ValueError("chained=False needs steps >= 2 (one step has nothing to shift)")
+    par, rule, tol = _options(sampler, steps, space, start, kl_tolerance, end, level_range,
+                              zero_terminal_snr, init_var, chained, starts, maxiter)
     with one_blas_thread():
         results = _honest_search(sampler, par, full, lam, w, divergence, prediction_type,
                                  starts, maxiter, tol, progress) if rule == "honest" else \
@@ -730,13 +751,8 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
                                                       prediction_type, maxiter)
         if J2 <= J:
             J, sched, nit = J2, sched2, nit + nit2
-    meta = {"objective": float(J), "divergence": divergence, "iterations": nit,
-            "evaluations": nfev, "converged": ok, "message": msg, "start": best,
-            "starts": {k: float(v[0]) for k, v in results.items()}, "sampler": sampler.name,
-            "options": {k: v if isinstance(v, int | float | str | bool) else repr(v)
-                        for k, v in sampler.options}, "prediction_type": prediction_type,
-            "start_rule": rule, "chained": sched.chained,
-            "initial_kl": initial_kl(par.space, float(sched.start[0]), full, sched.init_var)}
+    meta = _meta(sampler, sched, J, best, results, nit, nfev, ok, msg, divergence,
+                 prediction_type, rule, full)
     if not ok:
         warnings.warn(f"schedule design for {sampler.name!r} with {par.steps} steps did not "
                       f"converge ({msg}); meta['converged'] is False", DesignWarning,
@@ -746,31 +762,162 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
 
 
 def design_schedules(sampler: Sampler, psds, steps: int, divergence: str = "w2", *,
-                     client=None, **options) -> list[Schedule]:
-    """One :func:`design_schedule` per spectrum of ``psds`` (per class, per image, ...).
+                     weights: ArrayLike | None = None, space: Space | None = None,
+                     start: float | Literal["honest", "free"] | None = "honest",
+                     kl_tolerance: float = 0.01, end: float | None = None,
+                     level_range: tuple[float, float] | None = None,
+                     zero_terminal_snr: bool = False, init_var: float | None = None,
+                     chained: bool = True, prediction_type: PredictionType = "epsilon",
+                     starts: tuple[str, ...] = STARTS, maxiter: int = 2000,
+                     progress: Callable[[str], None] | None = None,
+                     client=None) -> list[Schedule]:
+    """:func:`design_schedule` for every spectrum of a stack (per class, per image, ...),
+    as one vectorised run.
 
-    ``psds`` is a sequence of spectra, or an array whose first axis runs over them.  With a
-    ``dask.distributed`` ``client`` (the ``dask`` extra: a ``LocalCluster``, or a cluster
-    by its address) the designs run as one task each on its workers; without one they run
-    here, one after the other.  ``options`` go to :func:`design_schedule`.
+    All the designs run at once (:mod:`symspec.design.batch`): each round, every design
+    asks for its next objective evaluation, and one forward run and one adjoint evaluate
+    them all, the spectra stacked along the mode axis with one set of levels each.  The
+    search of each design is that of :func:`design_schedule` for its spectrum alone (the
+    same starts, honest start, screening and SciPy L-BFGS-B iterations), so the schedules
+    agree with the single designs to rounding.  With SciPy older than 1.15, whose L-BFGS-B
+    lacks the reverse-communication interface this uses, the designs run one after the
+    other (the same results, without the speed).
 
+    Parameters
+    ----------
+    sampler : Sampler
+        Any sampler.
+    psds : array_like or sequence of array_like
+        The spectra: an array whose first axis runs over them, or a sequence of arrays,
+        all of one shape (1-3 dimensional grids, as ``psd`` of :func:`design_schedule`).
+    steps : int
+        Number of steps ``N >= 1`` (the same for every spectrum).
+    divergence : {"w2", "kl", "kl_reverse"}
+        The objective.
+    weights : array_like, optional
+        Broadcast to the stack's shape: one array for all spectra, or one per spectrum.
+    space, start, kl_tolerance, end, level_range, zero_terminal_snr, init_var, chained, \
+prediction_type, starts, maxiter
+        As :func:`design_schedule`, the same for every spectrum.
+    progress : callable, optional
+        Called with ``"designing: k/B spectra done"`` as designs finish.
+    client : dask.distributed.Client, optional
+        Run the stack in chunks, one batched task per worker thread, on this client (a
+        ``LocalCluster``, or a cluster by its address; the ``dask`` extra).
+
+    Returns
+    -------
+    list of Schedule
+        One per spectrum, in order, each with the ``meta`` of :func:`design_schedule`.
+
+    Raises
+    ------
+    ValueError
+        An empty stack, spectra of different shapes, a bad spectrum (named ``psds[i]``:
+        NaN, negative, ...), or an error of one design (prefixed with ``psds[i]``).
+
+    Examples
+    --------
     >>> import numpy as np, symspec
-    >>> psds = [symspec.spectra.power_law((8, 8), a) for a in (1.0, 2.0)]
-    >>> [s.steps for s in design_schedules(symspec.DDIM, psds, 3)]
-    [3, 3]
+    >>> psds = np.stack([symspec.spectra.power_law((8, 8), a) for a in (1.0, 2.0)])
+    >>> many = design_schedules(symspec.DDIM, psds, 3)
+    >>> one = design_schedule(symspec.DDIM, psds[1], 3)
+    >>> [s.steps for s in many], bool(np.isclose(many[1].meta["objective"],
+    ...                                          one.meta["objective"], rtol=1e-9))
+    ([3, 3], True)
     """
     check_type(sampler, Sampler, "sampler")
+    stack = _check_stack(psds)
+    wstack = None
+    if weights is not None:
+        wa = np.asarray(weights)
+        if wa.dtype.kind not in "iuf":
+            raise ValueError(f"weights must be real numbers, got a {wa.dtype} array")
+        try:
+            wstack = np.broadcast_to(wa.astype(float), stack.shape)
+        except ValueError:
+            raise ValueError(f"weights must broadcast to the stack's shape {stack.shape}, got "
+                             f"shape {wa.shape}") from None
+    options = {"space": space, "start": start, "kl_tolerance": kl_tolerance, "end": end,
+               "level_range": level_range, "zero_terminal_snr": zero_terminal_snr,
+               "init_var": init_var, "chained": chained, "prediction_type": prediction_type,
+               "starts": starts, "maxiter": maxiter}
+    names = list(range(len(stack)))
+    if client is None:
+        return _design_stack(sampler, stack, wstack, steps, divergence, options, names,
+                             progress)
+    if not hasattr(client, "map") or not hasattr(client, "gather"):
+        raise TypeError(f"client must be a dask.distributed Client, got {type(client).__name__}")
+    threads = client.nthreads() if callable(getattr(client, "nthreads", None)) else {}
+    parts = np.array_split(np.arange(len(stack)), min(len(stack),
+                                                      max(1, sum(threads.values()))))
+    futures = client.map(_design_stack, [sampler] * len(parts), [stack[p] for p in parts],
+                         [None if wstack is None else wstack[p] for p in parts],
+                         [steps] * len(parts), [divergence] * len(parts),
+                         [options] * len(parts), [p.tolist() for p in parts], pure=False)
+    return [s for part in client.gather(futures) for s in part]
+
+
+def _check_stack(psds) -> np.ndarray:
+    """``psds`` as a float64 array ``(B, *shape)``, or a ValueError naming the bad spectrum."""
+    if isinstance(psds, str | bytes) or not hasattr(psds, "__iter__"):
+        raise TypeError("psds must be a stack of spectra (an array whose first axis runs over "
+                        f"them, or a sequence of arrays), got {type(psds).__name__}")
+    if isinstance(psds, np.ndarray) and psds.ndim < 2:
+        raise ValueError("psds must be a stack of spectra (an array whose first axis runs "
+                         f"over them), got shape {psds.shape}")
     items = list(psds)
     if not items:
         raise ValueError("psds is empty: give at least one spectrum")
-    def one(psd):
-        return design_schedule(sampler, psd, steps, divergence, **options)
+    rows = [validate_psd(p, f"psds[{i}]") for i, p in enumerate(items)]
+    for i, r in enumerate(rows):
+        if r.shape != rows[0].shape:
+            raise ValueError(f"psds must all have one shape: psds[0] has shape "
+                             f"{rows[0].shape}, psds[{i}] has {r.shape}")
+    return np.stack(rows)
 
-    if client is None:
-        return [one(p) for p in items]
-    if not hasattr(client, "map") or not hasattr(client, "gather"):
-        raise TypeError(f"client must be a dask.distributed Client, got {type(client).__name__}")
-    return client.gather(client.map(one, items, pure=False))
+
+def _design_stack(sampler: Sampler, stack: np.ndarray, wstack, steps, divergence: str,
+                  options: dict, names: list[int],
+                  progress: Callable[[str], None] | None = None) -> list[Schedule]:
+    """The batched designs of the rows of ``stack`` (one task of a client, or all)."""
+    from . import batch
+
+    _check_kind(divergence)
+    fulls, lams, ws, counts = [], [], [], []
+    for b, name in enumerate(names):
+        try:
+            full, w = _check_psd(stack[b], divergence, None if wstack is None else wstack[b])
+        except ValueError as exc:
+            raise ValueError(f"psds[{name}]: {exc}") from None
+        lam, w = _compressed(full, w)
+        fulls.append(full)
+        lams.append(lam)
+        ws.append(w)
+        counts.append(_compressed(full, None)[1] if wstack is not None else w)
+    o = options
+    par, rule, tol = _options(sampler, steps, o["space"], o["start"], o["kl_tolerance"],
+                              o["end"], o["level_range"], o["zero_terminal_snr"],
+                              o["init_var"], o["chained"], o["starts"], o["maxiter"])
+    if not batch.available():  # pragma: no cover - SciPy < 1.15
+        return [design_schedule(sampler, stack[b], steps, divergence,
+                                weights=None if wstack is None else wstack[b],
+                                progress=progress, **options) for b in range(len(stack))]
+    with one_blas_thread():
+        done = batch.design_batch(sampler, fulls, lams, ws, counts, par, rule, tol,
+                                  o["chained"], divergence, o["prediction_type"],
+                                  o["starts"], o["maxiter"], names, progress)
+    out = []
+    for name, full, (sched, J, best, results, nit, nfev, ok, msg, _) in zip(
+            names, fulls, done, strict=True):
+        sched.meta.update(_meta(sampler, sched, J, best, results, nit, nfev, ok, msg,
+                                divergence, o["prediction_type"], rule, full))
+        if not ok:
+            warnings.warn(f"schedule design of psds[{name}] for {sampler.name!r} with "
+                          f"{par.steps} steps did not converge ({msg}); meta['converged'] "
+                          "is False", DesignWarning, stacklevel=3)
+        out.append(sched)
+    return out
 
 
 # -- heuristic schedules -----------------------------------------------------------------
