@@ -650,3 +650,24 @@ def test_batched_designs_refuse_bad_options_and_name_the_failing_spectrum():
         symspec.design.design_schedules(DDIM, bad, 3)
     with pytest.raises(ValueError, match=r"psds\[0\]: no honest start"):
         symspec.design.design_schedules(DDIM, psds, 3, init_var=1.3)
+
+
+def test_batched_designs_keep_the_tape_bounded(monkeypatch):
+    # spectra in blocks whose tape fits in TAPE_BYTES; one too large alone: the single path
+    from symspec.design import batch
+
+    psds = _stack((16, 16), (1.0, 2.0, 3.0, 3.5))
+    want = [s.meta["objective"] for s in symspec.design.design_schedules(DDIM, psds, 5)]
+    seen = []
+    real = batch._value_and_grad_batch
+    monkeypatch.setattr(batch, "_value_and_grad_batch",
+                        lambda *a: seen.append(a[4].shape[0]) or real(*a))
+    K = batch._Batch(DDIM, [np.unique(p) for p in psds], [None] * 4, [None] * 4, "w2",
+                     "epsilon", [0, 1, 2, 3]).lam.shape[1]
+    for budget, rows in ((2 * 16 * 5 * 2 * K, [2]), (100, [])):  # 2 spectra; none
+        seen.clear()
+        monkeypatch.setattr(batch, "TAPE_BYTES", budget)
+        got = symspec.design.design_schedules(DDIM, psds, 5)
+        assert sorted(set(seen))[-1:] == rows
+        for g, w in zip(got, want, strict=True):
+            assert g.meta["objective"] == pytest.approx(w, rel=1e-9)

@@ -32,7 +32,7 @@ from dataclasses import replace
 import numpy as np
 import sympy as sp
 
-from ..numeric.core import reads
+from ..numeric.core import TAPE_BYTES, reads
 from ..numeric.lambdify import _as_rational, lambdify_modes
 from ..schedules import Schedule
 from ..symbolic.engine import Sampler, derive, variant
@@ -116,7 +116,22 @@ class _Batch:
         self.single = list(zip(lams, ws, strict=True))
 
     def evaluate(self, rows: list[int], reqs: list[Request]) -> list[Answer]:
-        """Answers to requests that share their free masks, one per spectrum in ``rows``."""
+        """Answers to requests that share their free masks, one per spectrum in ``rows``.
+
+        The spectra go in blocks whose tape fits in :data:`~symspec.numeric.core.TAPE_BYTES`
+        (the state before every step, as the single design keeps it); a spectrum too large
+        for that alone is evaluated by the single design's blocked evaluation."""
+        k, n = self.sampler.state, reqs[0][0].size
+        per_row = 16 * n * (k * k + k) * self.lam.shape[1]
+        if per_row > TAPE_BYTES:
+            return [self._alone(b, r) for b, r in zip(rows, reqs, strict=True)]
+        step = max(1, TAPE_BYTES // per_row)
+        out: list[Answer] = []
+        for lo in range(0, len(rows), step):
+            out += self._block(rows[lo:lo + step], reqs[lo:lo + step])
+        return out
+
+    def _block(self, rows: list[int], reqs: list[Request]) -> list[Answer]:
         idx = np.asarray(rows)
         lam, w = self.lam[idx], self.w[idx]
         start = np.array([r[0] for r in reqs])
@@ -126,20 +141,19 @@ class _Batch:
             J, gs, ge, gV, ok = _value_and_grad_batch(
                 self.sampler, start, end, V, lam, w, self.divergence, self.prediction_type,
                 (reqs[0][3], reqs[0][4]))
-        out: list[Answer] = []
-        for i, b in enumerate(rows):
-            if ok[i]:
-                out.append((float(J[i]), gs[i], ge[i], float(gV[i])))
-                continue
-            s, e, v, fs, fe = reqs[i]
-            part, wp = self.single[b]
-            try:
-                sched = Schedule(s, e, self.sampler.space, v)
-                out.append(_value_and_grad(self.sampler, sched, part, wp, self.divergence,
-                                           self.prediction_type, (fs, fe)))
-            except ValueError as exc:
-                raise ValueError(f"psds[{self.names[b]}]: {exc}") from None
-        return out
+        return [(float(J[i]), gs[i], ge[i], float(gV[i])) if ok[i] else self._alone(b, reqs[i])
+                for i, b in enumerate(rows)]
+
+    def _alone(self, b: int, req: Request) -> Answer:
+        """The exact single-design evaluation (it raises the single design's errors)."""
+        s, e, v, fs, fe = req
+        part, wp = self.single[b]
+        try:
+            sched = Schedule(s, e, self.sampler.space, v)
+            return _value_and_grad(self.sampler, sched, part, wp, self.divergence,
+                                   self.prediction_type, (fs, fe))
+        except ValueError as exc:
+            raise ValueError(f"psds[{self.names[b]}]: {exc}") from None
 
 
 def _step(sampler, i, n, levels, lam, powers, prediction_type, wrt):

@@ -779,9 +779,12 @@ def design_schedules(sampler: Sampler, psds, steps: int, divergence: str = "w2",
     them all, the spectra stacked along the mode axis with one set of levels each.  The
     search of each design is that of :func:`design_schedule` for its spectrum alone (the
     same starts, honest start, screening and SciPy L-BFGS-B iterations), so the schedules
-    agree with the single designs to rounding.  With SciPy older than 1.15, whose L-BFGS-B
-    lacks the reverse-communication interface this uses, the designs run one after the
-    other (the same results, without the speed).
+    agree with the single designs to rounding.  Memory: the spectra are evaluated in blocks
+    whose tape fits in :data:`~symspec.numeric.core.TAPE_BYTES`, and a spectrum too large
+    for that alone through the single design's blocked evaluation.  Every option is batched;
+    only with SciPy older than 1.15, whose L-BFGS-B lacks the reverse-communication
+    interface this uses, do the designs run one after the other (the same results, without
+    the speed).
 
     Parameters
     ----------
@@ -800,7 +803,8 @@ def design_schedules(sampler: Sampler, psds, steps: int, divergence: str = "w2",
 prediction_type, starts, maxiter
         As :func:`design_schedule`, the same for every spectrum.
     progress : callable, optional
-        Called with ``"designing: k/B spectra done"`` as designs finish.
+        Called with ``"designing: k/B spectra done"`` as designs finish (not with a
+        ``client``).
     client : dask.distributed.Client, optional
         Run the stack in chunks, one batched task per worker thread, on this client (a
         ``LocalCluster``, or a cluster by its address; the ``dask`` extra).
