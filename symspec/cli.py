@@ -642,6 +642,7 @@ def add_design(sub):
                    help="keep the levels inside this 1000-step training schedule")
     p.add_argument("--zero-terminal-snr", action="store_true",
                    help="start from pure noise (alpha-bar 0)")
+    _model_design_args(p)
     p.add_argument("--stack", action="store_true",
                    help="--psd is a stack of spectra (a .npy/.npz whose first axis runs over "
                    "them): design one schedule per spectrum, all at once, into one --out "
@@ -720,12 +721,67 @@ def _design_stack(args, smp, stack: np.ndarray, names: list[str]) -> int:
     return 0
 
 
+def _design_model(args, smp) -> int:
+    """``symspec design --model``: the design for a data model, by simulation."""
+    from .design.optimise import baseline_schedules, design_schedule
+
+    kw = _design_kwargs(args, smp)
+    if args.unchained or args.zero_terminal_snr or args.start != "honest" or args.end \
+            is not None or args.divergence != "w2" or args.stack:
+        raise ValueError("--model designs keep the honest start and the w2 term: drop "
+                         "--unchained, --zero-terminal-snr, --start, --end, --divergence and "
+                         "--stack (weigh the terms with --terms)")
+    progress = _StderrProgress()
+    model = _data_model(args, progress)
+    sched = design_schedule(smp, model, args.steps, terms=args.terms, samples=args.samples,
+                            seed=args.seed, level_range=kw.get("level_range"),
+                            progress=progress)
+    progress.done()
+    m = sched.meta
+    outputs: list[tuple[str | Path, bytes | str, str]] = [(args.out, sched.to_json(), "--out")]
+    if args.plot:
+        from .plotting import plot_schedules
+        from .schedules import Schedule
+
+        ref = {r["default"] for r in m["reference"].values()}
+        base = {k: v for k, v in baseline_schedules(smp, args.steps).items() if k in ref}
+        fig, ax = _figure()
+        plot_schedules({"model design": sched, "spectral design (warm start)":
+                        Schedule.from_alpha_bar(m["warm_levels"]) if smp.space == "vp" else
+                        Schedule.from_sigmas(m["warm_levels"]), **base}, ax=ax[0, 0])
+        fig.suptitle(f"{smp.name}, N={args.steps}, design for {args.model} on {args.data}")
+        outputs.append((args.plot, _png_bytes(fig), "--plot"))
+    write_outputs(outputs)
+    levels = sched.alpha_bar if smp.space == "vp" else sched.sigmas
+    if args.json:
+        print(json.dumps({**m, "levels": levels.tolist(), "space": smp.space, "out": args.out}))
+        return 0
+    print(f"{smp.name} {dict(smp.options)}, {args.steps} steps, designed for {m['model']} "
+          f"({args.data}) on {m['n']} simulated samples (seed {m['seed']}), "
+          f"{m['iterations']} iterations, {m['seconds']:.0f} s")
+    print("term       weight   designed  warm start  best default (which); lower is better, "
+          "training seeds")
+    for k in m["terms"]:
+        r = m["reference"][k]
+        print(f"{k:10} {m['weights'].get(k, 0.0):6.3g} {m['terms'][k]:10.4g} "
+              f"{m['warm_terms'][k]:11.4g}  {r['value']:.4g} ({r['default']})")
+    name = "alpha-bar" if smp.space == "vp" else "sigma"
+    print(f"{name}: " + " ".join(f"{v:.6g}" for v in levels))
+    print("judge it on fresh seeds: symspec compare --model ... (real diffusers samplers)")
+    if args.plot:
+        print(f"figure written to {args.plot}")
+    print(f"schedule written to {args.out}")
+    return 0
+
+
 def cmd_design(args) -> int:
     from .design.optimise import design_schedule
     from .numeric.response import spectral_response
 
     _check_outputs((args.out, "--out"), (args.plot, "--plot"))
     smp = _sampler(args)
+    if args.model:
+        return _design_model(args, smp)
     stack = _psd_stack(args.psd, args.stack)
     if stack is not None:
         return _design_stack(args, smp, *stack)
@@ -778,6 +834,60 @@ def add_compare(sub):
     p.add_argument("--schedule", help="designed schedule JSON (default: design one now)")
     p.add_argument("--beta-schedule", default="linear", choices=BETA_SCHEDULES,
                    help="sigma range of the karras and exponential schedules")
+    _model_design_args(p)
+    p.add_argument("--n", type=int, default=5000,
+                   help="with --model: samples per schedule from the real diffusers sampler, "
+                   "on fresh seeds (--seed + 1000)")
+
+
+def _compare_model(args, smp) -> int:
+    """``symspec compare --model``: defaults, spectral and model designs on real samplers."""
+    from . import reality
+    from .design.optimise import design_schedule
+    from .diffusers.export import level_range
+
+    if smp.name not in ("ddim", "ddpm") or dict(smp.options).get("eta", 0) != 0:
+        raise ValueError(f"--model compares on diffusers' DDIM (eta 0) and DDPM schedulers, "
+                         f"got --sampler {smp.name} {dict(smp.options)}")
+    if args.n < 20:
+        raise ValueError(f"--n must be at least 20, got {args.n}")
+    progress = _StderrProgress()
+    model = _data_model(args, progress)
+    mine = design_schedule(smp, model, args.steps, terms=args.terms, samples=args.samples,
+                           seed=args.seed, level_range=level_range(), progress=progress)
+    held_out = args.seed + 1000
+    rows = reality.compare_schedules(model, smp.name, args.steps, n=args.n, seed=held_out,
+                                     extra={"model design": mine}, progress=progress)
+    progress.done()
+    rows[0]["name"] = "spectral design"
+    keys = ("fd", "mmd", "mode_kl")
+    if args.plot:
+        from .plotting import plot_frontier
+
+        fig, ax = _figure(2)
+        for a, y in zip(ax[0], ("fd", "mmd"), strict=True):
+            plot_frontier(rows, "mode_kl", y, ax=a, highlight=("spectral design",
+                                                                "model design"))
+        fig.suptitle(f"{smp.name}, N={args.steps}, {args.model} on {args.data}: {args.n} "
+                     "held-out samples per schedule")
+        write_outputs([(args.plot, _png_bytes(fig), "--plot")])
+    if args.json:
+        print(json.dumps({"model": args.model, "data": args.data, "sampler": smp.name,
+                          "steps": args.steps, "n": args.n, "seed": held_out,
+                          "levels": mine.alpha_bar.tolist(),
+                          "rows": [{k: v for k, v in r.items() if k != "scheduler"}
+                                   for r in rows]}))
+        return 0
+    print(f"{smp.name}, {args.steps} steps, {args.model} fitted to {args.data}: {args.n} "
+          f"samples per schedule from the real diffusers scheduler on held-out seeds "
+          f"({held_out}); value ± standard error, lower is better")
+    print(f"{'schedule':18} {'FD':>18} {'MMD':>20} {'mode-KL':>18}")
+    for r in rows:
+        cells = [f"{r[k]:.4g} ± {r[k + '_se']:.2g}" for k in keys]
+        print(f"{r['name']:18} {cells[0]:>18} {cells[1]:>20} {cells[2]:>18}")
+    if args.plot:
+        print(f"figure written to {args.plot}")
+    return 0
 
 
 def cmd_compare(args) -> int:
@@ -786,6 +896,8 @@ def cmd_compare(args) -> int:
 
     _check_outputs((args.plot, "--plot"))
     smp = _sampler(args)
+    if args.model:
+        return _compare_model(args, smp)
     psd = parse_psd(args.psd)
     designed = _read_schedule(args.schedule) if args.schedule else None
     if designed is not None and designed.steps != args.steps:
@@ -996,17 +1108,62 @@ def add_reality(sub):
                        "designed for the model's PCA spectrum against the six diffusers "
                        "defaults: Frechet distance, MMD, sliced W2 and mode-KL, each with a "
                        "standard error, and the exact-sample noise floor (symspec.reality).")
-    p.add_argument("--model", default="gmm:16",
-                   help="gmm:K (a K-component full-covariance mixture) or empirical")
-    p.add_argument("--data", default="photos:8",
-                   help="photos[:SIZE] (grey patches of the scikit-learn photos) or a .npy "
-                   "array of samples (n, ...)")
+    _model_args(p, required=True)
     p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"], help="sampler")
     p.add_argument("--steps", type=int, default=10, help="number of steps")
     p.add_argument("--schedule", help="designed schedule JSON (default: design one now)")
     p.add_argument("--n", type=int, default=20000, help="samples per schedule")
     p.add_argument("--seed", type=int, default=0, help="seed of the fit, latents and noise")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _model_args(p, required: bool = False) -> None:
+    """--model and --data: an exact non-Gaussian data model fitted to samples."""
+    p.add_argument("--model", required=required, default="gmm:16" if required else None,
+                   help="gmm:K (a K-component full-covariance Gaussian mixture) or empirical "
+                   "(the samples themselves), fitted to --data" + ("" if required else
+                                                                  ": design for the model"))
+    p.add_argument("--data", default="photos:8",
+                   help="photos[:SIZE] (grey patches of the scikit-learn photos) or a .npy "
+                   "array of samples (n, ...)")
+
+
+def _data_model(args, progress):
+    """The model ``--model`` names, fitted to ``--data`` (seed ``--seed``)."""
+    from .models import Empirical, GaussianMixture
+
+    m = re.fullmatch(r"gmm:(\d+)|empirical", args.model)
+    if not m:
+        raise ValueError(f"--model must be gmm:K or empirical, got {args.model!r}")
+    data = _reality_data(args.data)
+    progress(f"fitting {args.model} to {len(data)} samples of dimension {data.shape[1]}")
+    if m.group(1):
+        return GaussianMixture.fit(data, int(m.group(1)), seed=args.seed)
+    return Empirical(data)
+
+
+def _model_design_args(p) -> None:
+    _model_args(p)
+    p.add_argument("--terms", type=_terms,
+                   help="with --model: weights of the objective's terms, e.g. "
+                   "w2=1,mode_kl=1,fd=1,mmd=1 (default w2=1,mode_kl=1; see "
+                   "symspec.design.simulation)")
+    p.add_argument("--samples", type=int, default=2000,
+                   help="with --model: simulated samples per evaluation of the design")
+    p.add_argument("--seed", type=int, default=0,
+                   help="with --model: seed of the fit and of the design's simulated samples")
+
+
+def _terms(text: str) -> dict[str, float]:
+    """``--terms``: ``name=weight,...``."""
+    out = {}
+    for part in text.split(","):
+        name, eq, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value) if eq else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected name=weight, got {part!r}") from None
+    return out
 
 
 def _reality_data(spec: str) -> np.ndarray:
@@ -1028,22 +1185,12 @@ def _reality_data(spec: str) -> np.ndarray:
 
 def cmd_reality(args) -> int:
     from . import reality
-    from .models import Empirical, GaussianMixture
     from .schedules import Schedule
 
-    m = re.fullmatch(r"gmm:(\d+)|empirical", args.model)
-    if not m:
-        raise ValueError(f"--model must be gmm:K or empirical, got {args.model!r}")
     if args.n < 20:
         raise ValueError(f"--n must be at least 20, got {args.n}")
-    data = _reality_data(args.data)
     progress = _StderrProgress()
-    progress(f"fitting {args.model} to {len(data)} samples of dimension {data.shape[1]}")
-    if m.group(1):
-        model: GaussianMixture | Empirical = GaussianMixture.fit(data, int(m.group(1)),
-                                                                 seed=args.seed)
-    else:
-        model = Empirical(data)
+    model = _data_model(args, progress)
     schedule = Schedule.from_json(Path(args.schedule).read_text()) if args.schedule else None
     rows = reality.compare_schedules(model, args.sampler, args.steps, n=args.n,
                                      seed=args.seed, schedule=schedule, progress=progress)

@@ -1,8 +1,10 @@
-"""Elementary functions that work on SymPy expressions, floats and NumPy arrays.
+"""Elementary functions that work on SymPy expressions, floats, NumPy arrays and tensors.
 
 Sampler definitions call these on noise levels (and on the per-mode data variance
 ``c.lam``, for a noise coloured by the spectrum), so the same definition can be run
-symbolically (SymPy) and numerically (floats for the levels, NumPy arrays per mode).
+symbolically (SymPy), numerically (floats for the levels, NumPy arrays per mode) and
+differentiably (PyTorch tensors: :mod:`symspec.design.simulation` runs the definitions on a
+non-Gaussian model, with levels that carry gradients).
 Applying them to the state itself is not linear; the derivation engine reports it, and
 :func:`symspec.sample` derives a sampler before running it.
 """
@@ -27,6 +29,10 @@ def _pick(symbolic, numeric, array):
                     return array(a)
                 except FloatingPointError as exc:
                     raise ValueError(f"{numeric.__name__}() of an array: {exc}") from None
+        if type(a).__module__.partition(".")[0] == "torch":  # a tensor: keep its autograd
+            import torch
+
+            return getattr(torch, numeric.__name__)(a)
         try:
             return numeric(a)
         except TypeError:

@@ -11,7 +11,7 @@ from .spectra import radial_profile
 LEGEND_FONTSIZE = 9
 
 __all__ = ["plot_spectra", "plot_transfer", "plot_profiles", "plot_ratio",
-           "plot_psd_fit", "plot_convergence", "plot_schedules"]
+           "plot_psd_fit", "plot_convergence", "plot_schedules", "plot_frontier"]
 
 
 def _axes(ax):
@@ -203,4 +203,37 @@ def plot_schedules(schedules: dict, ax=None):
         ax.plot(frac, np.log(ab[keep] / (1 - ab[keep])), ".-", label=label)
     ax.set(xlabel="fraction of steps", ylabel="log-SNR", title="Noise schedules")
     ax.legend(fontsize=LEGEND_FONTSIZE)
+    return ax
+
+
+def plot_frontier(rows: list, x: str = "mode_kl", y: str = "fd", ax=None, highlight=()):
+    """Schedules as points on two metrics (lower-left is better), with standard errors.
+
+    ``rows`` are dicts with ``name`` and the metrics with their ``*_se``
+    (:func:`symspec.reality.compare_schedules`).  Rows named in ``highlight`` are drawn as
+    filled stars and joined by a line in their order (a frontier traced by a weight);
+    the others (diffusers' defaults) as open circles, labelled.
+
+    Examples
+    --------
+    >>> rows = [{"name": n, "fd": f, "fd_se": 0.1, "mode_kl": k, "mode_kl_se": 0.01}
+    ...         for n, f, k in (("a", 1.0, 0.2), ("b", 2.0, 0.1))]
+    >>> ax = plot_frontier(rows, highlight=("a",))
+    >>> [t.get_text() for t in ax.texts]
+    ['a', 'b']
+    """
+    ax = _axes(ax)
+    marked = [r for r in rows if r["name"] in highlight]
+    for r in rows:
+        mine = r["name"] in highlight
+        ax.errorbar(r[x], r[y], xerr=r[f"{x}_se"], yerr=r[f"{y}_se"],
+                    fmt="*" if mine else "o", ms=12 if mine else 7,
+                    mfc=None if mine else "none", color="C3" if mine else "C0", capsize=2)
+        ax.annotate(r["name"], (r[x], r[y]), textcoords="offset points", xytext=(5, 4))
+    if len(marked) > 1:
+        ax.plot([r[x] for r in marked], [r[y] for r in marked], "-", color="C3", lw=1)
+    names = {"fd": "Fréchet distance", "mmd": "MMD", "mode_kl": "mode-KL",
+             "sliced_w2": "sliced W2"}
+    ax.set(xlabel=f"{names.get(x, x)} (lower is better)",
+           ylabel=f"{names.get(y, y)} (lower is better)")
     return ax

@@ -443,6 +443,7 @@ def designed_scheduler(sampler: str, steps: int, model, *, schedule=None,
 
 def compare_schedules(model, sampler: str = "ddim", steps: int = 10, *, n: int = 20000,
                       seed: int = 0, schedule=None, network=None, reference=None,
+                      extra: Mapping[str, Any] | None = None,
                       progress: Callable[[str], None] | None = None,
                       **metric_kwargs) -> list[dict]:
     """The designed schedule against diffusers' six defaults on real samplers: metric rows.
@@ -452,7 +453,10 @@ def compare_schedules(model, sampler: str = "ddim", steps: int = 10, *, n: int =
     (a v-prediction callable ``(x, t) -> v``), and is scored by :func:`metrics` against
     ``model`` or ``reference``; the noise floor is computed once.  Each row is a dict with
     ``name`` (``"designed"`` first, then :func:`default_schedulers`' names), ``scheduler``,
-    ``predicted_fd`` (:func:`predicted_fd`, Gaussian theory) and the metrics.
+    ``predicted_fd`` (:func:`predicted_fd`, Gaussian theory) and the metrics.  ``extra``
+    adds more schedules by name (e.g. a design for the model itself,
+    :func:`symspec.design_schedule` given the model), exported as ``"designed"`` is; their
+    rows follow it.
 
     >>> from symspec.models import GaussianMixture
     >>> gm = GaussianMixture([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.0]], [np.eye(2) * 0.1] * 2)
@@ -466,7 +470,9 @@ def compare_schedules(model, sampler: str = "ddim", steps: int = 10, *, n: int =
     pred = "epsilon" if network is None else "v_prediction"
     designed, _ = designed_scheduler(sampler, steps, model, schedule=schedule,
                                      prediction_type=pred)
-    cands = {"designed": designed, **default_schedulers(sampler, steps, pred)}
+    more = {name: designed_scheduler(sampler, steps, model, schedule=s, prediction_type=pred)[0]
+            for name, s in (extra or {}).items()}
+    cands = {"designed": designed, **more, **default_schedulers(sampler, steps, pred)}
     rows: list = []
     fl: Any = True  # the noise floor: computed with the first metrics, then reused
     for i, (name, sch) in enumerate(cands.items()):
@@ -480,7 +486,7 @@ def compare_schedules(model, sampler: str = "ddim", steps: int = 10, *, n: int =
             progress(f"[{i + 1}/{len(cands)}] {name}: metrics")
         m = metrics(x, model, reference=reference, seed=seed, floor=fl, **metric_kwargs)
         fl = m
-        kw = {"eta": 0.0} if sampler == "ddim" and name != "designed" else {}
+        kw = {"eta": 0.0} if sampler == "ddim" and name not in ("designed", *more) else {}
         smp, sched = from_diffusers(sch, **kw)
         rows.append({"name": name, "scheduler": sch, "predicted_fd": predicted_fd(smp, sched,
                                                                                    model), **m})

@@ -14,3 +14,7 @@ from .optimise import baseline_schedules as baseline_schedules
 from .optimise import design_schedule as design_schedule
 from .optimise import design_schedules as design_schedules
 from .optimise import objective as objective
+from .simulation import commitment as commitment
+from .simulation import design_for_model as design_for_model
+from .simulation import simulate as simulate
+from .simulation import speciation_level as speciation_level

@@ -38,7 +38,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -48,6 +48,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, softmax
 
 from .._checks import Space, check_space, check_type, number, validate_psd
+from ..models import Empirical, GaussianMixture
 from ..numeric.core import TAPE_BYTES, one_blas_thread, run, tape_block, vjp
 from ..numeric.response import compress
 from ..schedules import (
@@ -643,16 +644,25 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
                     level_range: tuple[float, float] | None = None,
                     zero_terminal_snr: bool = False, init_var: float | None = None,
                     chained: bool = True, prediction_type: PredictionType = "epsilon",
-                    starts: tuple[str, ...] = STARTS, maxiter: int = 2000,
+                    starts: tuple[str, ...] = STARTS, maxiter: int | None = None,
+                    terms: Mapping[str, float] | None = None, samples: int = 2000,
+                    seed: int = 0,
                     progress: Callable[[str], None] | None = None) -> Schedule:
     """The ``steps``-step schedule minimising ``divergence`` between ``psd`` and the output.
+
+    Given a data model (:mod:`symspec.models`) in place of ``psd``, the schedule is
+    designed for the model itself, by simulation:
+    :func:`symspec.design.simulation.design_for_model` (``terms``, ``samples``, ``seed``,
+    ``level_range``, ``maxiter`` and ``progress`` apply; the other options are the spectral
+    design's).
 
     Parameters
     ----------
     sampler : Sampler
         Any sampler (built-in, user-defined, multistep).
-    psd : array_like
-        Per-mode data variances (1-3 dimensional grid), at least one positive.
+    psd : array_like, GaussianMixture or Empirical
+        Per-mode data variances (1-3 dimensional grid), at least one positive; or a data
+        model.
     steps : int
         Number of steps ``N >= 1``.
     divergence : {"w2", "kl", "kl_reverse"}
@@ -696,8 +706,13 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
         Passed to the derivation (the map does not depend on it for exact models).
     starts : tuple of str
         Starting schedules, from :data:`STARTS`.
-    maxiter : int
-        L-BFGS-B iteration limit per start.
+    maxiter : int, optional
+        L-BFGS-B iteration limit per start (default 2000; with a model 60).
+    terms : mapping, optional
+        With a model only: the weights of the objective's terms
+        (:func:`~symspec.design.simulation.design_for_model`).
+    samples, seed : int
+        With a model only: simulated samples per evaluation, and their seed.
     progress : callable, optional
         Called with a one-line message as the search goes on (``"designing: start 2/3
         (cosine), screening"``): the command line prints them on stderr.
@@ -723,6 +738,30 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
     True
     """
     check_type(sampler, Sampler, "sampler")
+    if isinstance(psd, GaussianMixture | Empirical):
+        from .simulation import design_for_model
+
+        given = {"divergence": (divergence, "w2"), "weights": (weights, None),
+                 "space": (space, None), "end": (end, None), "init_var": (init_var, None),
+                 "zero_terminal_snr": (zero_terminal_snr, False), "chained": (chained, True),
+                 "starts": (starts, STARTS), "kl_tolerance": (kl_tolerance, 0.01)}
+        bad = [k for k, (v, default) in given.items() if v != default]
+        if start not in ("honest", None):
+            bad.insert(0, "start")
+        if bad:
+            raise ValueError(f"{', '.join(bad)} cannot be set with a data model: the model "
+                             "design keeps the spectral design's honest start and minimises "
+                             "its terms (set them with terms=)")
+        return design_for_model(sampler, psd, steps, terms=terms, n=samples, seed=seed,
+                                level_range=level_range, prediction_type=prediction_type,
+                                maxiter=60 if maxiter is None else maxiter,
+                                progress=progress)
+    for name, v, default in (("terms", terms, None), ("samples", samples, 2000),
+                             ("seed", seed, 0)):
+        if v != default:
+            raise ValueError(f"{name} applies to a design for a data model (psd = a "
+                             "GaussianMixture or Empirical), not to a spectrum")
+    maxiter = 2000 if maxiter is None else maxiter
     _check_kind(divergence)
     full, w = _check_psd(psd, divergence, weights)
     lam, w = _compressed(full, w)

@@ -100,7 +100,7 @@ def ddim(c, x, *, eta=0):
     ``eta**2 <= ab_p (1 - ab_t) / (ab_p - ab_t)``, where the direction term stays real.
     """
     ab_t, ab_p = c.t.alpha_bar, c.p.alpha_bar
-    sig = eta * sqrt((1 - ab_p) / (1 - ab_t) * (1 - ab_t / ab_p))
+    sig = eta * sqrt((1 - ab_p) / (1 - ab_t) * (1 - ab_t / ab_p)) if eta else 0
     rest = 1 - ab_p - sig**2
     if isinstance(rest, numbers.Real) and rest < 0:  # numbers, not symbols
         if eta <= 1:
