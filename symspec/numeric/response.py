@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,12 +12,16 @@ from .._checks import check_type, validate_mean, validate_psd
 from ..schedules import Schedule
 from ..symbolic.denoiser import PredictionType
 from ..symbolic.engine import Sampler
-from .core import one_blas_thread, run
+from .core import one_blas_thread, prepare, run_planned
 
 __all__ = ["Response", "spectral_response", "compress", "CHUNK"]
 
-#: Modes per block of the run of a one-value state (a quarter of it for larger states).
-CHUNK = 1 << 17
+#: Modes per block of the run of a one-value state (half of it for larger states): the
+#: block's state and work arrays stay in cache from step to step.
+CHUNK = 1 << 16
+
+#: Size of the random sample by which :func:`compress` first judges a large spectrum.
+_SAMPLE = 1 << 16
 
 
 def _dask_response(sampler, schedule, psd, mean, prediction_type, trajectory) -> Response:
@@ -42,11 +47,27 @@ def compress(lam: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     The response of a mode depends on its variance only, so modes that share a value share
     a response: an isotropic spectrum on an ``n x n`` grid has about ``n**2 / 8`` distinct
     values.  Exact: every distinct value runs the same arithmetic as each of its modes.
+    A large spectrum is first judged on a random sample of its modes: when the sample has
+    (almost) no repeated value, the values are not all sorted.
 
     >>> u, inv = compress(np.array([2.0, 1.0, 2.0, 2.0]))
     >>> u.tolist(), inv.tolist()
     ([1.0, 2.0], [1, 0, 1, 1])
+    >>> compress(np.repeat(np.arange(100_000.0), 3))[0].size  # 300,000 modes
+    100000
+    >>> compress(np.arange(300_000.0))[1] is None
+    True
     """
+    n = lam.size
+    if n > 4 * _SAMPLE:  # a random sample first: sorting every value costs ~100 ns each
+        idx = np.random.default_rng(0).integers(0, n, max(_SAMPLE, int(8 * math.sqrt(n))))
+        sample = np.sort(lam[np.unique(idx)])  # distinct modes (O(sample) memory)
+        size = sample.size
+        # at most 3/4 of the values distinct puts at least 1/4 of the modes in repeats, and so
+        # at least size**2 / (4 n) equal pairs in the sample on average (>= 16); when it has
+        # under a quarter of that, compression is almost surely not worth it
+        if 16 * n * np.count_nonzero(sample[1:] == sample[:-1]) < size * size:
+            return lam, None
     s = np.sort(lam)  # one copy; np.unique would hold several
     new = np.empty(s.size, dtype=bool)
     new[0] = True
@@ -141,30 +162,41 @@ def spectral_response(sampler: Sampler, schedule: Schedule, psd: ArrayLike, *,
     if m is None:  # modes with equal variances have equal responses: run each value once
         lam, inv = compress(lam)
     n, K = lam.size, sched.steps + 1
-    transfer, log_tr, noise = np.empty(n), np.empty(n), np.empty(n)
+    transfer, log_tr, noise, out = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     out_mean = None if m is None else np.empty(n)
     steps = (np.empty((K, n)), np.empty((K, n))) if trajectory else None
-    chunk = CHUNK if sampler.state == 1 else CHUNK // 4  # a larger state: more arrays per mode
-    for lo in range(0, n, chunk):  # bounded work arrays, and cache-sized blocks
-        sl = slice(lo, min(n, lo + chunk))
-        with one_blas_thread():
-            fw = run(sampler, sched, lam[sl], prediction_type=prediction_type,
-                     mean=None if m is None else m[sl], trajectory=trajectory)
-        transfer[sl], log_tr[sl], noise[sl] = fw.transfer, fw.log_transfer, fw.noise
-        if out_mean is not None:
-            out_mean[sl] = fw.mean
-        if steps is not None:
-            assert fw.trajectory is not None
-            for dst, src in zip(steps, fw.trajectory, strict=True):
-                dst[:, sl] = src
+    chunk = CHUNK if sampler.state == 1 else CHUNK // 2  # a larger state: more arrays per mode
+    plan = prepare(sampler, sched, prediction_type, m is not None)  # shared by the chunks
+    with one_blas_thread():
+        for lo in range(0, n, chunk):  # bounded work arrays, and cache-sized blocks
+            sl = slice(lo, min(n, lo + chunk))
+            fw = run_planned(plan, lam[sl], mean=None if m is None else m[sl],
+                             trajectory=trajectory)
+            # Run.transfer, Run.log_transfer and the output, written in place (no copies)
+            with np.errstate(under="ignore", over="ignore", divide="ignore"):  # checked below
+                t = np.ldexp(fw.transfer_m, fw.transfer_e, out=transfer[sl])
+                lt = np.log(np.abs(fw.transfer_m, out=log_tr[sl]), out=log_tr[sl])
+                lt += fw.transfer_e * math.log(2)
+                noise[sl] = fw.noise
+                o = np.multiply(t, t, out=out[sl])
+                o *= sched.init_var
+                o += fw.noise
+            if not np.all(np.isfinite(o)):
+                raise ValueError("the output spectrum is not finite; check the schedule and "
+                                 "psd ranges")
+            if out_mean is not None:
+                out_mean[sl] = fw.mean
+            if steps is not None:
+                assert fw.trajectory is not None
+                for dst, src in zip(steps, fw.trajectory, strict=True):
+                    dst[:, sl] = src
     if inv is not None:
-        transfer, log_tr, noise = transfer[inv], log_tr[inv], noise[inv]
+        transfer = transfer[inv]  # one at a time: each compressed array is freed in turn
+        log_tr = log_tr[inv]
+        noise = noise[inv]
+        out = out[inv]
         if steps is not None:
             steps = (steps[0][:, inv], steps[1][:, inv])
-    with np.errstate(under="ignore", over="ignore"):  # checked below; in place: no temporary
-        out = np.multiply(transfer, transfer)
-        out *= sched.init_var
-        out += noise
     traj = None
     if steps is not None:
         s_noise, tr = (v.reshape(-1, *shape) for v in steps)
@@ -173,6 +205,4 @@ def spectral_response(sampler: Sampler, schedule: Schedule, psd: ArrayLike, *,
     res = Response(transfer.reshape(shape), log_tr.reshape(shape), noise.reshape(shape),
                    out.reshape(shape), None if out_mean is None else out_mean.reshape(shape),
                    sched.init_var, traj)
-    if not np.all(np.isfinite(res.output_psd)):
-        raise ValueError("the output spectrum is not finite; check the schedule and psd ranges")
     return res
