@@ -1146,21 +1146,26 @@ def _model_design_args(p) -> None:
     _model_args(p)
     p.add_argument("--terms", type=_terms,
                    help="with --model: weights of the objective's terms, e.g. "
-                   "w2=1,mode_kl=1,fd=1,mmd=1 (default w2=1,mode_kl=1; see "
+                   "w2=1,mode_kl=4 (default all four, w2=1,mode_kl=1,fd=1,mmd=1; see "
                    "symspec.design.simulation)")
-    p.add_argument("--samples", type=int, default=2000,
+    p.add_argument("--samples", type=int, default=1000,
                    help="with --model: simulated samples per evaluation of the design")
     p.add_argument("--seed", type=int, default=0,
                    help="with --model: seed of the fit and of the design's simulated samples")
 
 
 def _terms(text: str) -> dict[str, float]:
-    """``--terms``: ``name=weight,...``."""
+    """``--terms``: ``name=weight,...`` with names from ``TERMS``."""
+    from .design.simulation import TERMS
+
     out = {}
     for part in text.split(","):
-        name, eq, value = part.partition("=")
+        name, eq, value = (x.strip() for x in part.partition("="))
+        if name not in TERMS:
+            raise argparse.ArgumentTypeError(f"unknown term {name!r}; the terms are "
+                                             f"{', '.join(TERMS)}")
         try:
-            out[name.strip()] = float(value) if eq else 1.0
+            out[name] = float(value) if eq else 1.0
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected name=weight, got {part!r}") from None
     return out

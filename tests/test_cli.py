@@ -637,3 +637,53 @@ def test_per_image_and_stack_errors_are_one_line(capsys, tmp_path, argv, pattern
     code, _, err = run(capsys, *(a.format(d=tmp_path) for a in argv))
     assert_one_line_error(code, err, pattern)
     assert not (tmp_path / "x.npz").exists() and not (tmp_path / "s.json").exists()
+
+
+# -- design and compare for a data model (--model) ---------------------------------------
+def _blobs(path):
+    """Samples of two well-separated 2-D clusters, as a .npy file."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.3, (400, 2)) + np.repeat([[-3.0, 0.0], [3.0, 1.0]], 200, axis=0)
+    np.save(path, x)
+    return str(path)
+
+
+def test_design_for_a_model_writes_the_schedule(capsys, tmp_path):
+    data = _blobs(tmp_path / "x.npy")
+    code, out, err = run(capsys, "design", "--model", "gmm:2", "--data", data, "--steps", "4",
+                         "--samples", "200", "--out", str(tmp_path / "s.json"), "--plot",
+                         str(tmp_path / "s.png"))
+    assert code == 0, err
+    s = symspec.Schedule.from_json((tmp_path / "s.json").read_text())
+    assert s.steps == 4 and s.meta["terms"].keys() == {"w2", "mode_kl", "fd", "mmd"}
+    assert "mode_kl" in out and "best default" in out and (tmp_path / "s.png").exists()
+    assert "designing on the model: evaluation" in err  # progress on stderr
+
+
+def test_compare_for_a_model_ranks_both_designs_on_held_out_seeds(capsys, tmp_path):
+    data = _blobs(tmp_path / "x.npy")
+    code, out, err = run(capsys, "compare", "--model", "gmm:2", "--data", data, "--steps", "3",
+                         "--samples", "200", "--n", "200", "--json", "--plot",
+                         str(tmp_path / "f.png"))
+    assert code == 0, err
+    got = json.loads(out)
+    names = [r["name"] for r in got["rows"]]
+    assert names[:2] == ["spectral design", "model design"] and len(names) == 8
+    assert got["seed"] == 1000 and (tmp_path / "f.png").exists()
+
+
+@pytest.mark.parametrize("argv, pattern", [
+    (["design", "--model", "gmm:2", "--data", "{x}", "--unchained", "--out", "{d}/s.json"],
+     r"--model designs keep the honest start"),
+    (["design", "--model", "gmm:2", "--data", "{x}", "--terms", "fid=1", "--out",
+      "{d}/s.json"], r"unknown term 'fid'"),
+    (["design", "--model", "gmm", "--data", "{x}", "--out", "{d}/s.json"],
+     r"--model must be gmm:K or empirical"),
+    (["compare", "--model", "gmm:2", "--data", "{x}", "--sampler", "euler"],
+     r"--model compares on diffusers' DDIM \(eta 0\) and DDPM"),
+])
+def test_model_design_errors_are_one_line(capsys, tmp_path, argv, pattern):
+    x = _blobs(tmp_path / "x.npy")
+    code, _, err = run(capsys, *(a.format(d=tmp_path, x=x) for a in argv))
+    assert_one_line_error(code, err, pattern)
+    assert not (tmp_path / "s.json").exists()

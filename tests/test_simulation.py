@@ -94,7 +94,7 @@ def test_the_design_lowers_its_objective_on_a_mixture():
     gm = mixture()
     s = design_for_model(symspec.DDIM, gm, 4, n=300, maxiter=15)
     assert s.meta["objective"] < s.meta["objective_warm"]
-    assert s.steps == 4 and s.meta["terms"].keys() == {"w2", "mode_kl"}
+    assert s.steps == 4 and s.meta["terms"].keys() == {"w2", "mode_kl", "fd", "mmd"}
     assert s.alpha_bar[0] <= s.meta["warm_levels"][0] * (1 + 1e-12)  # never a cleaner start
 
 

@@ -645,7 +645,7 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
                     zero_terminal_snr: bool = False, init_var: float | None = None,
                     chained: bool = True, prediction_type: PredictionType = "epsilon",
                     starts: tuple[str, ...] = STARTS, maxiter: int | None = None,
-                    terms: Mapping[str, float] | None = None, samples: int = 2000,
+                    terms: Mapping[str, float] | None = None, samples: int = 1000,
                     seed: int = 0,
                     progress: Callable[[str], None] | None = None) -> Schedule:
     """The ``steps``-step schedule minimising ``divergence`` between ``psd`` and the output.
@@ -707,7 +707,7 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
     starts : tuple of str
         Starting schedules, from :data:`STARTS`.
     maxiter : int, optional
-        L-BFGS-B iteration limit per start (default 2000; with a model 60).
+        L-BFGS-B iteration limit per start (default 2000; with a model 40).
     terms : mapping, optional
         With a model only: the weights of the objective's terms
         (:func:`~symspec.design.simulation.design_for_model`).
@@ -754,9 +754,9 @@ def design_schedule(sampler: Sampler, psd: ArrayLike, steps: int, divergence: st
                              "its terms (set them with terms=)")
         return design_for_model(sampler, psd, steps, terms=terms, n=samples, seed=seed,
                                 level_range=level_range, prediction_type=prediction_type,
-                                maxiter=60 if maxiter is None else maxiter,
+                                maxiter=40 if maxiter is None else maxiter,
                                 progress=progress)
-    for name, v, default in (("terms", terms, None), ("samples", samples, 2000),
+    for name, v, default in (("terms", terms, None), ("samples", samples, 1000),
                              ("seed", seed, 0)):
         if v != default:
             raise ValueError(f"{name} applies to a design for a data model (psd = a "

@@ -25,8 +25,9 @@ trailing or linspace spacing), so that a term at 1 is as good as the best defaul
 
 Every evaluation uses the same initial latents and noise draws (common random numbers,
 ``seed``), so the objective is a smooth deterministic function of the levels and L-BFGS-B
-applies.  The search starts from the spectral design (honest first level, kept fixed) and
-moves the other levels.  Judge the result on fresh seeds: :func:`symspec.reality.metrics`
+applies.  The search starts from the spectral design and moves every level; the first may
+move noisier, never cleaner than the spectral design's honest start.  Judge the result on
+fresh seeds: :func:`symspec.reality.metrics`
 of the real diffusers scheduler (:func:`symspec.to_diffusers`).
 
 The *speciation* level (:func:`speciation_level`) and the step at which each trajectory
@@ -39,6 +40,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -54,9 +56,10 @@ __all__ = ["TERMS", "DEFAULT_TERMS", "simulate", "model_terms", "design_for_mode
 
 #: The terms :func:`design_for_model` can weigh.
 TERMS = ("w2", "mode_kl", "fd", "mmd")
-#: The default: the spectral W2 plus the mode proportions (the hybrid; ``K = 1`` gives the
-#: spectral design, since its mode term is 0).
-DEFAULT_TERMS = {"w2": 1.0, "mode_kl": 1.0}
+#: The default: every term, weight 1.  For one component (a Gaussian) only ``"w2"``
+#: is kept: the output is Gaussian, its exact Fréchet distance is the w2 term, and the
+#: design is the spectral design.
+DEFAULT_TERMS = {"w2": 1.0, "mode_kl": 1.0, "fd": 1.0, "mmd": 1.0}
 _DEFAULTS = ("linear", "squaredcos_cap_v2")  # diffusers' default betas (x 3 spacings)
 
 
@@ -126,12 +129,16 @@ class _ModelStep(Step):
 
     def __init__(self, t, p, hist, denoiser, noise, key):
         super().__init__(t, p, hist, None, 0, "epsilon", noise, key)
-        self._den = denoiser
+        self._den, self._last = denoiser, None
 
     def x0(self, x, at: Level | None = None):
         at = self.t if at is None else at
+        if self._last is not None and self._last[0] is x and self._last[1] is at:
+            return self._last[2]  # asked again (eps after x0): one denoiser call
         norm = (at.alpha**2 + at.sigma**2) ** 0.5  # VE states: scale to the VP input
-        return self._den(x / norm, at.alpha**2 / norm**2)
+        out = self._den(x / norm, at.alpha**2 / norm**2)
+        self._last = (x, at, out)
+        return out
 
     def eps(self, x, at: Level | None = None):
         at = self.t if at is None else at
@@ -259,7 +266,9 @@ def _check_terms(terms, model) -> dict[str, float]:
     if terms is None:
         terms = dict(DEFAULT_TERMS)
         if isinstance(model, Empirical):  # its modes are its samples: no mode term
-            terms = {"w2": 1.0, "fd": 1.0}
+            del terms["mode_kl"]
+        elif model.n_components == 1:  # a Gaussian: w2 is exact, the others estimate it
+            terms = {"w2": 1.0}
     if not isinstance(terms, Mapping) or not terms:
         raise ValueError(f"terms must be a non-empty mapping from {TERMS} to weights, got "
                          f"{terms!r}")
@@ -320,7 +329,7 @@ class _Problem:
         return out
 
 
-def model_terms(sampler: Sampler, schedule: Schedule, model, terms=TERMS, *, n: int = 2000,
+def model_terms(sampler: Sampler, schedule: Schedule, model, terms=TERMS, *, n: int = 1000,
                 seed: int = 0) -> dict[str, float]:
     """The values of ``terms`` (see the module) for ``sampler`` on ``schedule``: the objective
     terms :func:`design_for_model` weighs, on ``n`` simulated samples drawn with ``seed``.
@@ -406,9 +415,9 @@ class _FirstFree:
                                p.chain(g, 0.0, s, dv)])
 
 
-def design_for_model(sampler: Sampler, model, steps: int, *, terms=None, n: int = 2000,
+def design_for_model(sampler: Sampler, model, steps: int, *, terms=None, n: int = 1000,
                      seed: int = 0, level_range=None, warm_start: Schedule | None = None,
-                     maxiter: int = 60, prediction_type: PredictionType = "epsilon",
+                     maxiter: int = 40, prediction_type: PredictionType = "epsilon",
                      progress: Callable[[str], None] | None = None) -> Schedule:
     """The ``steps``-step schedule minimising the weighted ``terms`` on a data ``model``.
 
@@ -424,9 +433,9 @@ def design_for_model(sampler: Sampler, model, steps: int, *, terms=None, n: int 
         Number of steps.
     terms : mapping, optional
         Weights of the terms of :data:`TERMS`, each normalised by its best value among
-        diffusers' six defaults (default :data:`DEFAULT_TERMS`; for an Empirical model
-        ``{"w2": 1, "fd": 1}``).  A term whose best default is 0 (the mode term of one
-        component) is left out.
+        diffusers' six defaults (default :data:`DEFAULT_TERMS`: all four; without
+        ``"mode_kl"`` for an Empirical model; ``"w2"`` alone for one component).  A term
+        whose best default is 0 is left out.
     n : int
         Simulated samples per evaluation (the same ones every time).
     seed : int
@@ -434,8 +443,8 @@ def design_for_model(sampler: Sampler, model, steps: int, *, terms=None, n: int 
     level_range : (float, float), optional
         As in :func:`symspec.design_schedule`.
     warm_start : Schedule, optional
-        The start; default the spectral design of the model's PCA spectrum.  Its first
-        level (honest by default) is kept.
+        The start; default the spectral design of the model's PCA spectrum (with its
+        honest start).  The design's first level is never cleaner than the start's.
     maxiter : int
         L-BFGS-B iterations.
     progress : callable, optional
@@ -449,14 +458,33 @@ def design_for_model(sampler: Sampler, model, steps: int, *, terms=None, n: int 
         its name), ``weights``, ``n``, ``seed``, ``iterations``, ``evaluations``, ``converged``,
         ``seconds`` and ``model``.
     """
+    with _one_thread():
+        return _design(sampler, model, steps, terms, n, seed, level_range, warm_start, maxiter,
+                       prediction_type, progress)
+
+
+@contextmanager
+def _one_thread():
+    """One intra-op thread for PyTorch (and BLAS): the sizes here are small, and threads
+    fighting over shared cores cost far more than they give."""
     import torch
 
-    from .optimise import (
-        _constraints,
-        _grid_gradient,
-        _lbfgsb,
-        design_schedule,
-    )
+    from ..numeric.core import one_blas_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with one_blas_thread():
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _design(sampler, model, steps, terms, n, seed, level_range, warm_start, maxiter,
+            prediction_type, progress) -> Schedule:
+    import torch
+
+    from .optimise import _constraints, _grid_gradient, _lbfgsb, design_schedule
 
     check_type(sampler, Sampler, "sampler")
     model = _check_model(model)
@@ -490,12 +518,11 @@ def design_for_model(sampler: Sampler, model, steps: int, *, terms=None, n: int 
                                   level_range, False, None), float(grid0[0]))
     x0 = par.start(grid0)
     count = [0]
-    torch_threads = torch.get_num_threads()
     sample_w = {k: v for k, v in weights.items() if k != "w2"}
 
     def evaluate(x):
         grid, s, dv = par.grid(x)
-        J, g = 0.0, np.zeros(steps + 1)
+        ratio: dict[str, Any] = {}  # each term, weighted, over its best default's value
         if sample_w:
             lv = [torch.tensor(float(v), dtype=torch.float64, requires_grad=True)
                   for v in grid[:-1]]
@@ -504,27 +531,28 @@ def design_for_model(sampler: Sampler, model, steps: int, *, terms=None, n: int 
             out = _run(sampler, levels[:-1], levels[1:], init_std, problem.den,
                        problem.latents, _generator(seed + 1))
             vals = problem.sample_terms(out)
-            total = sum(w * vals[k] / ref[k][0] for k, w in sample_w.items())
-            g[:-1] = [float(v) for v in torch.autograd.grad(total, lv)]
-            J += float(total.detach())
+            ratio = {k: w * vals[k] / ref[k][0] for k, w in sample_w.items()}
         if "w2" in weights:
             sched = Schedule(grid[:-1], grid[1:], par.space, _init_var(grid, par.space))
             Jw, gs, ge, gV = problem.spectral(sched)
             c = weights["w2"] / ref["w2"][0]
-            J += c * Jw
-            g += c * _grid_gradient(gs, ge)
+            ratio["w2"] = c * Jw
+            g_w2 = c * _grid_gradient(gs, ge)
             if par.space == "ve":  # the initial variance sigma_0**2 + 1 moves with sigma_0
-                g[0] += c * gV * 2 * grid[0]
+                g_w2[0] += c * gV * 2 * grid[0]
+        J, g = sum(float(v.detach()) if hasattr(v, "detach") else float(v)
+                   for v in ratio.values()), np.zeros(steps + 1)
+        if sample_w:
+            total = sum(ratio[k] for k in sample_w)
+            g[:-1] = [float(v) for v in torch.autograd.grad(total, lv)]
+        if "w2" in weights:
+            g += g_w2
         count[0] += 1
         say(f"designing on the model: evaluation {count[0]}, objective {J:.5g}")
         return J, par.chain(x, g, s, dv)
 
-    try:
-        torch.set_num_threads(1)
-        J0 = evaluate(x0)[0]
-        J, x, nit, nfev, ok, msg = _lbfgsb(evaluate, x0, maxiter)
-    finally:
-        torch.set_num_threads(torch_threads)
+    J0 = evaluate(x0)[0]
+    J, x, nit, nfev, ok, msg = _lbfgsb(evaluate, x0, maxiter)
     if J > J0:  # never worse than the warm start on its own objective
         J, x = J0, x0
     grid = par.grid(x)[0]
@@ -535,7 +563,8 @@ def design_for_model(sampler: Sampler, model, steps: int, *, terms=None, n: int 
         "terms": problem.values(sched), "warm_terms": problem.values(warm),
         "warm_levels": grid0.tolist(),
         "reference": {k: {"value": v, "default": nm} for k, (v, nm) in ref.items()},
-        "n": n, "seed": seed, "iterations": nit, "evaluations": nfev, "converged": ok,
+        "n": n, "seed": seed, "iterations": nit, "evaluations": nfev,
+        "converged": ok,
         "message": msg, "seconds": time.perf_counter() - t0, "model": repr(model),
         "sampler": sampler.name, "start_rule": "honest: at most as clean as the warm start",
         "divergence": "model terms", "chained": True})
