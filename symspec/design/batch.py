@@ -7,7 +7,7 @@ receives the objective and its gradient; a driver advances all designs in lockst
 evaluates each round's requests together:
 
 *One forward run and one adjoint for the whole batch.*  The distinct variances of every
-spectrum (:func:`symspec.numeric.response.compress`) are padded to one length ``K`` (the
+spectrum (``symspec.numeric.response.compress``) are padded to one length ``K`` (the
 padding has weight 0) into a ``(B, K)`` array, and each step's map is evaluated with
 per-spectrum levels: its coefficients are the same level expressions that
 :func:`symspec.numeric.lambdify.compiled_gradient` compiles, printed for NumPy (elementwise

@@ -1,6 +1,6 @@
 """Design by simulation: schedules for non-Gaussian data models, with exact gradients.
 
-The spectral design (:mod:`symspec.design.optimise`) is exact for Gaussian data.  For a
+The spectral design (:func:`symspec.design_schedule` on a PSD) is exact for Gaussian data.  For a
 data model of :mod:`symspec.models` (a Gaussian mixture, an empirical set) the sampler's
 output has no closed form, but the model's posterior mean does, so the sampler can be
 *run*: :func:`simulate` runs a sampler's own definition (the step function the derivation
