@@ -30,12 +30,11 @@ from collections.abc import Callable, Generator
 from dataclasses import replace
 
 import numpy as np
-import sympy as sp
 
 from ..numeric.core import TAPE_BYTES, reads
-from ..numeric.lambdify import _as_rational, lambdify_modes
+from ..numeric.lambdify import gradient_polynomials, lambdify_modes
 from ..schedules import Schedule
-from ..symbolic.engine import Sampler, derive, variant
+from ..symbolic.engine import Sampler, variant
 from .divergences import DIVERGENCES
 from .optimise import (
     _SCREEN,
@@ -82,18 +81,8 @@ def _polys(smp: Sampler, key: tuple, prediction_type: str, wrt: tuple[int, ...])
     ``Q`` (upper triangle) of one step variant and their derivatives in the levels ``wrt``,
     as :func:`symspec.numeric.lambdify.compiled_gradient` builds them, printed for NumPy
     (elementwise in the levels).  Returns ``(fn, keys, width)``."""
-    m = derive(smp, key, prediction_type)
-    k = smp.state
-    items = [("A", i, j, m.A[i, j]) for i in range(k) for j in range(k)]
-    items += [("Q", i, j, m.Q[i, j]) for i in range(k) for j in range(i, k)]
-    rational = [((kind, i, j), _as_rational(e)) for kind, i, j, e in items if e != 0]
-    width = max([1] + [len(p) for _, pq in rational for p in pq])
-    flat: list = []
-    for _, (cn, cd) in rational:
-        polys = [cn, cd] + [[sp.diff(c, m.levels[w]) for c in p] for w in wrt for p in (cn, cd)]
-        for p in polys:
-            flat += [sp.Integer(0)] * (width - len(p)) + list(p)
-    return lambdify_modes(m.levels, flat), tuple(kk for kk, _ in rational), width
+    levels, flat, keys, width = gradient_polynomials(smp, key, prediction_type, wrt)
+    return lambdify_modes(levels, flat), keys, width
 
 
 class _Batch:

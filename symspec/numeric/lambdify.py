@@ -199,19 +199,28 @@ def compiled_gradient(smp: Sampler, key: tuple, prediction_type: str,
     >>> bool(np.isclose(val[0], f(0.3))), bool(np.isclose(d[0, 0], fd))
     (True, True)
     """
+    levels, flat, keys, width = gradient_polynomials(smp, key, prediction_type, wrt)
+    return _CompiledGrad(lambdify_levels(levels, flat), keys, len(wrt), width)
+
+
+def gradient_polynomials(smp: Sampler, key: tuple, prediction_type: str,
+                         wrt: tuple[int, ...]) -> tuple[tuple, list, tuple, int]:
+    """What :func:`compiled_gradient` compiles: ``(levels, flat, keys, width)``, the
+    numerator and denominator coefficients (in ``lam``, highest power first, padded to
+    ``width``) of every nonzero entry ``keys`` of ``A`` and of ``Q``'s upper triangle, then
+    their derivatives in ``levels[w]``, ``w in wrt``."""
     m = derive(smp, key, prediction_type)
     k = smp.state
     items = [("A", i, j, m.A[i, j]) for i in range(k) for j in range(k)]
     items += [("Q", i, j, m.Q[i, j]) for i in range(k) for j in range(i, k)]
     rational = [((kind, i, j), _as_rational(e)) for kind, i, j, e in items if e != 0]
     width = max([1] + [len(p) for _, pq in rational for p in pq])
-    flat = []
+    flat: list = []
     for _, (cn, cd) in rational:
         polys = [cn, cd] + [[sp.diff(c, m.levels[w]) for c in p] for w in wrt for p in (cn, cd)]
         for p in polys:
             flat += [sp.Integer(0)] * (width - len(p)) + list(p)
-    return _CompiledGrad(lambdify_levels(m.levels, flat), tuple(kk for kk, _ in rational),
-                         len(wrt), width)
+    return m.levels, flat, tuple(kk for kk, _ in rational), width
 
 
 
