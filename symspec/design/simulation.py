@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -453,10 +454,10 @@ def design_for_model(sampler: Sampler, model, steps: int, *, terms=None, n: int 
     Returns
     -------
     Schedule
-        ``meta`` holds ``objective``, ``terms`` (their values at the result), ``warm_terms``
-        and ``warm_levels`` (the warm start), ``reference`` (per term, the best default and
-        its name), ``weights``, ``n``, ``seed``, ``iterations``, ``evaluations``, ``converged``,
-        ``seconds`` and ``model``.
+        ``meta`` holds ``objective``, ``terms`` (their values at the result),
+        ``warm_terms``, ``warm_levels`` and ``warm_converged`` (the warm start),
+        ``reference`` (per term, the best default and its name), ``weights``, ``n``,
+        ``seed``, ``iterations``, ``evaluations``, ``converged``, ``seconds`` and ``model``.
     """
     with _one_thread():
         return _design(sampler, model, steps, terms, n, seed, level_range, warm_start, maxiter,
@@ -484,7 +485,7 @@ def _design(sampler, model, steps, terms, n, seed, level_range, warm_start, maxi
             prediction_type, progress) -> Schedule:
     import torch
 
-    from .optimise import _constraints, _grid_gradient, _lbfgsb, design_schedule
+    from .optimise import DesignWarning, _constraints, _grid_gradient, _lbfgsb, design_schedule
 
     check_type(sampler, Sampler, "sampler")
     model = _check_model(model)
@@ -499,9 +500,12 @@ def _design(sampler, model, steps, terms, n, seed, level_range, warm_start, maxi
     if warm_start is None:
         say("designing: the spectral design (warm start)")
         sp = model.spectrum()
-        warm_start = design_schedule(sampler, np.maximum(sp.eigenvalues, 1e-12
-                                                         * sp.eigenvalues[0]), steps,
-                                     level_range=level_range, prediction_type=prediction_type)
+        with warnings.catch_warnings():  # only a start: its convergence goes in meta
+            warnings.simplefilter("ignore", DesignWarning)
+            warm_start = design_schedule(sampler, np.maximum(sp.eigenvalues, 1e-12
+                                                             * sp.eigenvalues[0]), steps,
+                                         level_range=level_range,
+                                         prediction_type=prediction_type)
     check_type(warm_start, Schedule, "warm_start")
     warm = warm_start.to_space(sampler.space)
     if warm.steps != steps or not warm.chained:
@@ -561,7 +565,7 @@ def _design(sampler, model, steps, terms, n, seed, level_range, warm_start, maxi
     sched.meta.update({
         "objective": float(J), "objective_warm": float(J0), "weights": weights,
         "terms": problem.values(sched), "warm_terms": problem.values(warm),
-        "warm_levels": grid0.tolist(),
+        "warm_levels": grid0.tolist(), "warm_converged": warm_start.meta.get("converged"),
         "reference": {k: {"value": v, "default": nm} for k, (v, nm) in ref.items()},
         "n": n, "seed": seed, "iterations": nit, "evaluations": nfev,
         "converged": ok,
