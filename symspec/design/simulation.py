@@ -218,13 +218,12 @@ class _Terms:
     def __init__(self, model, den: _Denoiser, n: int, seed: int, want: set):
         import torch
 
-        from ..reality import _bandwidth
+        from ..reality import _bandwidth, _sqrtm_psd
 
         self.den, self.want = den, want
         self.mean = torch.as_tensor(model.mean())
         cov = model.covariance()
-        lam, U = np.linalg.eigh(0.5 * (cov + cov.T))
-        self.root = torch.as_tensor((U * np.sqrt(np.maximum(lam, 0.0))) @ U.T)
+        self.root = torch.as_tensor(_sqrtm_psd(cov))  # FD: tr sqrt(root C root)
         self.tr_cov = float(np.trace(cov))
         if "mmd" in want:
             ref = model.sample(n, seed=seed + 2)
@@ -296,7 +295,7 @@ class _Problem:
     def __init__(self, sampler, model, n, seed, want, prediction_type):
         from .optimise import _compressed
 
-        self.sampler, self.model, self.n, self.seed = sampler, model, n, seed
+        self.sampler, self.seed = sampler, seed
         self.den = _Denoiser(model)
         self.latents = _latents(n, model.dim, _generator(seed))
         self.sample_terms = _Terms(model, self.den, n, seed, want - {"w2"})
